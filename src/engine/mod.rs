@@ -1,0 +1,588 @@
+//! The detector: a pure, deterministic state machine from events to alerts (contract sections 2
+//! and 3).
+//!
+//! It never touches Kafka, sockets, the wall clock or a metrics registry: it is given events (and
+//! their timestamps are its only clock) and returns alerts and per-outcome counts. Replay, the
+//! service, tests and benchmarks all drive this same engine, which is what makes a replay's
+//! alerts equal the service's for the same event order.
+//!
+//! State, all bounded by configuration:
+//! - threads (`limits.max_threads`), least recently active first out, never one with an active
+//!   storm; each holds its latest subject, its reply-alls in [`window::ReplyWindows`] (capped by
+//!   `limits.max_reply_alls_per_thread`) and its storm, if any;
+//! - message id -> thread key and "counted as a reply-all at" (`limits.max_message_ids`), for
+//!   References/In-Reply-To joins and duplicates;
+//! - normalized subject -> thread key for big-audience messages (`limits.max_subjects`), for
+//!   replies that carry only a subject;
+//! - a min-heap of active storms' end deadlines, so ending storms costs nothing per event.
+
+mod rules;
+mod settings;
+mod thread;
+mod window;
+
+pub use rules::{Rule, RuleSet, ALERT_WINDOW};
+pub use settings::{millis, Settings};
+pub use window::{ReplyAll, ReplyWindows, WindowStats};
+
+use crate::alert::{Alert, AlertKind, RuleName, Severity};
+use crate::config::Config;
+use crate::event::{lowercase_into, Event};
+use crate::subject::{analyze_into, PrefixKind};
+use crate::timefmt::Millis;
+use hashlink::linked_hash_map::RawEntryMut;
+use hashlink::LinkedHashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::sync::Arc;
+use thread::{Storm, Thread};
+
+/// A seeded hasher: message ids and subjects are attacker-controlled input, so map hashing must
+/// not be predictable (hash flooding).
+type Hasher = ahash::RandomState;
+
+/// What the engine did with one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Accepted, and counted as a reply-all in its thread's windows.
+    Counted,
+    /// Accepted (it moved the clock and updated the maps) but is not a counted reply-all.
+    Ignored,
+    /// Older than stream time minus the allowed lateness: not accepted.
+    Late,
+    /// A repeat of a message already counted as a reply-all within the dedup window.
+    Duplicate,
+}
+
+impl Outcome {
+    /// The metric label and summary name.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Outcome::Counted => "counted",
+            Outcome::Ignored => "ignored",
+            Outcome::Late => "late",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// Running counts of what the engine did, for metrics and summaries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Events counted as reply-alls.
+    pub counted: u64,
+    /// Accepted events that are not counted reply-alls.
+    pub ignored: u64,
+    /// Late events.
+    pub late: u64,
+    /// Duplicate reply-alls.
+    pub duplicate: u64,
+    /// `storm_started` alerts.
+    pub storms_started: u64,
+    /// `storm_escalated` alerts.
+    pub storms_escalated: u64,
+    /// `storm_ended` alerts.
+    pub storms_ended: u64,
+    /// Threads evicted at `limits.max_threads`.
+    pub thread_evictions: u64,
+    /// Message ids forgotten at `limits.max_message_ids`.
+    pub message_id_evictions: u64,
+    /// Subjects forgotten at `limits.max_subjects`.
+    pub subject_evictions: u64,
+    /// Reply-alls dropped at `limits.max_reply_alls_per_thread`.
+    pub reply_alls_dropped: u64,
+    /// Reply-alls not counted because every tracked thread had an active storm.
+    pub untracked_reply_alls: u64,
+}
+
+/// An active storm, for summaries and the storms API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StormSnapshot {
+    /// Its thread.
+    pub thread_key: Arc<str>,
+    /// Current severity.
+    pub severity: Severity,
+    /// The rule that decided it.
+    pub rule: RuleName,
+    /// When it started.
+    pub started_at: Millis,
+    /// The newest reply-all on it.
+    pub last_reply_all: Millis,
+    /// Reply-alls, senders and deliveries in the last 60 minutes of stream time.
+    pub last_hour: WindowStats,
+    /// Latest subject.
+    pub subject: Option<Arc<str>>,
+}
+
+/// What the engine remembers of a message id.
+#[derive(Debug, Clone)]
+struct MessageRecord {
+    thread: Arc<str>,
+    /// When the message last counted as a reply-all, for duplicates.
+    counted_at: Option<Millis>,
+}
+
+/// A pending storm end: (deadline, thread, storm epoch). Entries whose epoch no longer matches
+/// the thread's storm are stale and skipped.
+type Deadline = Reverse<(Millis, Arc<str>, u64)>;
+
+/// The longest subject kept, in Unicode code points (contract section 4).
+pub const MAX_SUBJECT_CHARS: usize = 256;
+
+/// How many active-storm threads eviction steps over before giving up on making room.
+const EVICTION_SCAN: usize = 64;
+
+/// The detector. See the module documentation.
+pub struct Engine {
+    settings: Settings,
+    hasher: Hasher,
+    /// Stream time `T`: the largest accepted timestamp.
+    now: Option<Millis>,
+    threads: LinkedHashMap<Arc<str>, Thread, Hasher>,
+    message_ids: LinkedHashMap<Arc<str>, MessageRecord, Hasher>,
+    subjects: LinkedHashMap<Box<str>, Arc<str>, Hasher>,
+    deadlines: BinaryHeap<Deadline>,
+    active: BTreeSet<Arc<str>>,
+    next_epoch: u64,
+    stats: EngineStats,
+    /// Reused buffers, so an event costs no allocation for its normalized subject or sender.
+    normalized_subject: String,
+    sender_buf: String,
+}
+
+impl Engine {
+    /// A new engine with empty state.
+    pub fn new(settings: Settings) -> Self {
+        let hasher = Hasher::new();
+        Self {
+            settings,
+            threads: LinkedHashMap::with_hasher(hasher.clone()),
+            message_ids: LinkedHashMap::with_hasher(hasher.clone()),
+            subjects: LinkedHashMap::with_hasher(hasher.clone()),
+            hasher,
+            now: None,
+            deadlines: BinaryHeap::new(),
+            active: BTreeSet::new(),
+            next_epoch: 0,
+            stats: EngineStats::default(),
+            normalized_subject: String::new(),
+            sender_buf: String::new(),
+        }
+    }
+
+    /// A new engine for a configuration.
+    pub fn from_config(config: &Config) -> Self {
+        Self::new(Settings::from_config(config))
+    }
+
+    /// Stream time `T`, once any event was accepted.
+    pub fn stream_time(&self) -> Option<Millis> {
+        self.now
+    }
+
+    /// Running counts.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Threads currently tracked (at most `limits.max_threads`).
+    pub fn tracked_threads(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Message ids remembered (at most `limits.max_message_ids`).
+    pub fn remembered_message_ids(&self) -> usize {
+        self.message_ids.len()
+    }
+
+    /// Subjects remembered (at most `limits.max_subjects`).
+    pub fn remembered_subjects(&self) -> usize {
+        self.subjects.len()
+    }
+
+    /// Active storms, ordered by thread key.
+    pub fn active_storms(&self) -> Vec<StormSnapshot> {
+        self.active
+            .iter()
+            .filter_map(|key| {
+                let thread = self.threads.get(key)?;
+                let storm = thread.storm.as_ref()?;
+                let windows = thread.windows.as_deref();
+                Some(StormSnapshot {
+                    thread_key: key.clone(),
+                    severity: storm.severity,
+                    rule: storm.rule,
+                    started_at: storm.started_at,
+                    last_reply_all: windows.map_or(storm.started_at, ReplyWindows::latest),
+                    last_hour: windows.map_or_else(WindowStats::default, |w| w.stats(0)),
+                    subject: thread.subject.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Processes one decoded event, appending any alerts it causes to `alerts`.
+    pub fn ingest(&mut self, event: &Event<'_>, alerts: &mut Vec<Alert>) -> Outcome {
+        let at = event.timestamp;
+        if let Some(now) = self.now {
+            if at < now.saturating_sub(self.settings.allowed_lateness) {
+                self.stats.late += 1;
+                return Outcome::Late;
+            }
+        }
+        let message_id: &str = &event.message_id;
+        if self.is_duplicate(message_id, at) {
+            self.stats.duplicate += 1;
+            return Outcome::Duplicate;
+        }
+        if self.now.is_none_or(|now| at > now) {
+            self.now = Some(at);
+            // Storms that this step of the clock ends are ended before the event is applied.
+            self.end_quiet_storms(at, alerts);
+        }
+        let now = self.now.unwrap_or(at);
+
+        let prefix = match &event.subject {
+            Some(subject) => analyze_into(subject, &mut self.normalized_subject),
+            None => {
+                self.normalized_subject.clear();
+                None
+            }
+        };
+        let is_reply = event.in_reply_to.is_some()
+            || event.references_root.is_some()
+            || prefix == Some(PrefixKind::Reply);
+        let big_audience = event.recipient_count >= self.settings.min_recipients;
+        let is_reply_all = is_reply && big_audience;
+
+        let Some(key) = self.thread_key(event, prefix) else {
+            // No id and nothing to join it by: it counts in no window.
+            self.stats.ignored += 1;
+            return Outcome::Ignored;
+        };
+        if !message_id.is_empty() {
+            self.record_message(message_id, &key, is_reply_all.then_some(at));
+        }
+        if big_audience && !self.normalized_subject.is_empty() {
+            self.record_subject(&key);
+        }
+        let counted = self.apply_to_thread(&key, event, is_reply_all, now, alerts);
+        if counted {
+            self.stats.counted += 1;
+            Outcome::Counted
+        } else {
+            self.stats.ignored += 1;
+            Outcome::Ignored
+        }
+    }
+
+    /// Whether the event repeats a message already counted as a reply-all less than
+    /// `dedup_window` before it. An empty id never makes a duplicate.
+    fn is_duplicate(&self, message_id: &str, at: Millis) -> bool {
+        if message_id.is_empty() {
+            return false;
+        }
+        self.message_ids
+            .get(message_id)
+            .and_then(|record| record.counted_at)
+            .is_some_and(|counted| at.saturating_sub(counted) < self.settings.dedup_window)
+    }
+
+    /// The thread key of contract section 2, in order of preference.
+    fn thread_key(&self, event: &Event<'_>, prefix: Option<PrefixKind>) -> Option<Arc<str>> {
+        if let Some(thread_id) = &event.thread_id {
+            return Some(self.intern(thread_id));
+        }
+        if let Some(root) = &event.references_root {
+            return Some(self.known_thread_or(root));
+        }
+        if let Some(parent) = &event.in_reply_to {
+            return Some(self.known_thread_or(parent));
+        }
+        if prefix == Some(PrefixKind::Reply) && !self.normalized_subject.is_empty() {
+            if let Some(key) = self.subjects.get(self.normalized_subject.as_str()) {
+                return Some(key.clone());
+            }
+            let key = format!("subject:{}", self.normalized_subject);
+            return Some(self.intern(&key));
+        }
+        if !event.message_id.is_empty() {
+            return Some(self.intern(&event.message_id));
+        }
+        None
+    }
+
+    /// The thread key recorded for a message id, else the id itself.
+    fn known_thread_or(&self, message_id: &str) -> Arc<str> {
+        match self.message_ids.get(message_id) {
+            Some(record) => record.thread.clone(),
+            None => self.intern(message_id),
+        }
+    }
+
+    /// A shared copy of a thread key: the tracked thread's own when there is one, so one key
+    /// is one allocation however many maps hold it.
+    fn intern(&self, key: &str) -> Arc<str> {
+        match self.threads.get_key_value(key) {
+            Some((existing, _)) => existing.clone(),
+            None => Arc::from(key),
+        }
+    }
+
+    /// Records `message_id -> key` (latest wins), keeping the time it counted as a reply-all.
+    fn record_message(&mut self, message_id: &str, key: &Arc<str>, counted_at: Option<Millis>) {
+        match self.message_ids.raw_entry_mut().from_key(message_id) {
+            RawEntryMut::Occupied(mut entry) => {
+                entry.to_back();
+                let record = entry.get_mut();
+                if !Arc::ptr_eq(&record.thread, key) {
+                    record.thread = key.clone();
+                }
+                if counted_at.is_some() {
+                    record.counted_at = counted_at;
+                }
+            }
+            RawEntryMut::Vacant(entry) => {
+                let id_key = if **key == *message_id {
+                    key.clone()
+                } else {
+                    Arc::from(message_id)
+                };
+                entry.insert(
+                    id_key,
+                    MessageRecord {
+                        thread: key.clone(),
+                        counted_at,
+                    },
+                );
+                if self.message_ids.len() > self.settings.max_message_ids {
+                    self.message_ids.pop_front();
+                    self.stats.message_id_evictions += 1;
+                }
+            }
+        }
+    }
+
+    /// Records `normalized subject -> key` (latest wins).
+    fn record_subject(&mut self, key: &Arc<str>) {
+        match self
+            .subjects
+            .raw_entry_mut()
+            .from_key(self.normalized_subject.as_str())
+        {
+            RawEntryMut::Occupied(mut entry) => {
+                entry.to_back();
+                if !Arc::ptr_eq(entry.get(), key) {
+                    *entry.get_mut() = key.clone();
+                }
+            }
+            RawEntryMut::Vacant(entry) => {
+                entry.insert(Box::from(self.normalized_subject.as_str()), key.clone());
+                if self.subjects.len() > self.settings.max_subjects {
+                    self.subjects.pop_front();
+                    self.stats.subject_evictions += 1;
+                }
+            }
+        }
+    }
+
+    /// Applies an accepted event to its thread: latest subject, and for a reply-all its windows
+    /// and the rules. Returns whether the reply-all was counted.
+    fn apply_to_thread(
+        &mut self,
+        key: &Arc<str>,
+        event: &Event<'_>,
+        is_reply_all: bool,
+        now: Millis,
+        alerts: &mut Vec<Alert>,
+    ) -> bool {
+        if !is_reply_all && event.subject.is_none() {
+            // Nothing to store; it still counts as activity for eviction order.
+            self.threads.to_back(key);
+            return false;
+        }
+        let Some(thread) = thread_entry(
+            &mut self.threads,
+            key,
+            self.settings.max_threads,
+            &mut self.stats,
+        ) else {
+            if is_reply_all {
+                self.stats.untracked_reply_alls += 1;
+            }
+            return false;
+        };
+        if let Some(subject) = &event.subject {
+            thread.set_subject(truncate_chars(subject, MAX_SUBJECT_CHARS));
+        }
+        if !is_reply_all {
+            return false;
+        }
+        let settings = &self.settings;
+        lowercase_into(&event.sender, &mut self.sender_buf);
+        let sender = self.hasher.hash_one(self.sender_buf.as_str());
+        if settings.include_senders {
+            thread.remember_sender(sender, &self.sender_buf);
+        }
+        let windows = thread.windows.get_or_insert_with(|| {
+            Box::new(ReplyWindows::new(
+                &settings.rules.widths,
+                settings.max_reply_alls_per_thread,
+            ))
+        });
+        self.stats.reply_alls_dropped += windows.insert(
+            ReplyAll {
+                at: event.timestamp,
+                recipients: event.recipient_count,
+                sender,
+            },
+            now,
+        );
+        if settings.include_senders {
+            thread.forget_absent_senders();
+        }
+
+        let floor = match &thread.storm {
+            None => Severity::Warning,
+            Some(storm) if storm.severity == Severity::Warning => Severity::Critical,
+            // A critical storm cannot change until it ends.
+            Some(_) => return true,
+        };
+        let Some(windows) = thread.windows.as_deref() else {
+            return true;
+        };
+        let Some(rule) = settings.rules.first_holding(windows, floor) else {
+            return true;
+        };
+        let (rule_name, severity) = (rule.name, rule.severity);
+        let kind = match &mut thread.storm {
+            Some(storm) => {
+                storm.severity = severity;
+                storm.rule = rule_name;
+                self.stats.storms_escalated += 1;
+                AlertKind::StormEscalated
+            }
+            None => {
+                let epoch = self.next_epoch;
+                self.next_epoch += 1;
+                thread.storm = Some(Storm {
+                    started_at: now,
+                    severity,
+                    rule: rule_name,
+                    epoch,
+                });
+                let deadline = windows.latest().saturating_add(settings.quiet_period);
+                self.deadlines.push(Reverse((deadline, key.clone(), epoch)));
+                self.active.insert(key.clone());
+                self.stats.storms_started += 1;
+                AlertKind::StormStarted
+            }
+        };
+        alerts.push(thread.alert(kind, key, now, settings));
+        true
+    }
+
+    /// Ends every active storm whose last reply-all is at least `quiet_period` before `now`.
+    fn end_quiet_storms(&mut self, now: Millis, alerts: &mut Vec<Alert>) {
+        while let Some(Reverse((deadline, _, _))) = self.deadlines.peek() {
+            if *deadline > now {
+                break;
+            }
+            let Some(Reverse((_, key, epoch))) = self.deadlines.pop() else {
+                break;
+            };
+            let Some(thread) = self.threads.get_mut(&key) else {
+                continue;
+            };
+            if thread
+                .storm
+                .as_ref()
+                .is_none_or(|storm| storm.epoch != epoch)
+            {
+                continue;
+            }
+            let latest = thread
+                .windows
+                .as_deref()
+                .map_or(Millis::MIN, ReplyWindows::latest);
+            let actual = latest.saturating_add(self.settings.quiet_period);
+            if actual > now {
+                // A newer reply-all moved the deadline since this entry was pushed.
+                self.deadlines.push(Reverse((actual, key, epoch)));
+                continue;
+            }
+            if let Some(windows) = thread.windows.as_deref_mut() {
+                windows.advance(now);
+            }
+            alerts.push(thread.alert(AlertKind::StormEnded, &key, now, &self.settings));
+            thread.storm = None;
+            if thread
+                .windows
+                .as_deref()
+                .is_some_and(ReplyWindows::is_empty)
+            {
+                thread.windows = None;
+            }
+            self.active.remove(&key);
+            self.stats.storms_ended += 1;
+        }
+    }
+}
+
+/// The thread for `key`, created (making room under the cap) when new, and marked most
+/// recently active. `None` only when the cap is reached and no thread near the old end can be
+/// evicted because they all have active storms.
+fn thread_entry<'a>(
+    threads: &'a mut LinkedHashMap<Arc<str>, Thread, Hasher>,
+    key: &Arc<str>,
+    cap: usize,
+    stats: &mut EngineStats,
+) -> Option<&'a mut Thread> {
+    if threads.contains_key(key) {
+        return threads.to_back(key);
+    }
+    if threads.len() >= cap && !evict_one(threads, stats) {
+        return None;
+    }
+    threads.insert(key.clone(), Thread::default());
+    threads.get_mut(key)
+}
+
+/// Evicts the least recently active thread without an active storm. Threads with active storms
+/// met on the way are moved to the young end: they are never evicted, and this keeps the scan
+/// short.
+fn evict_one(
+    threads: &mut LinkedHashMap<Arc<str>, Thread, Hasher>,
+    stats: &mut EngineStats,
+) -> bool {
+    for _ in 0..EVICTION_SCAN.min(threads.len()) {
+        let Some((key, thread)) = threads.front() else {
+            return false;
+        };
+        if thread.storm.is_some() {
+            let key = key.clone();
+            threads.to_back(&key);
+            continue;
+        }
+        threads.pop_front();
+        stats.thread_evictions += 1;
+        return true;
+    }
+    false
+}
+
+/// `text` cut to at most `max` Unicode code points.
+fn truncate_chars(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => text.get(..end).unwrap_or(text),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,888 @@
+use super::*;
+use crate::decode::{decode_json, DecodeOptions};
+
+const MIN: Millis = 60_000;
+/// 2024-03-04T09:00:00Z
+const T0: Millis = 1_709_542_800_000;
+
+/// Builds an event the way the decoder would, from a JSON object's fields.
+fn ev(fields: serde_json::Value) -> Event<'static> {
+    let line = fields.to_string();
+    let options = DecodeOptions {
+        now: Millis::MAX / 2,
+        max_future_skew: 0,
+        max_record_bytes: usize::MAX,
+    };
+    decode_json(line.as_bytes(), &options)
+        .expect("test event decodes")
+        .into_owned()
+}
+
+/// A reply-all on an explicit thread.
+fn reply_all(minute: f64, id: &str, sender: &str, recipients: u64, thread: &str) -> Event<'static> {
+    ev(serde_json::json!({
+        "timestamp": T0 + (minute * MIN as f64) as Millis,
+        "message_id": id, "sender": sender, "recipient_count": recipients,
+        "thread_id": thread, "subject": format!("Re: {thread}"),
+    }))
+}
+
+/// An unrelated small message that only moves the clock.
+fn tick(minute: f64, id: &str) -> Event<'static> {
+    ev(serde_json::json!({
+        "timestamp": T0 + (minute * MIN as f64) as Millis,
+        "message_id": id, "sender": "clock@x", "recipient_count": 1,
+    }))
+}
+
+struct Run {
+    engine: Engine,
+    alerts: Vec<Alert>,
+    outcomes: Vec<Outcome>,
+}
+
+impl Run {
+    fn new() -> Self {
+        Self::with(Config::default())
+    }
+    fn with(config: Config) -> Self {
+        Self {
+            engine: Engine::from_config(&config),
+            alerts: Vec::new(),
+            outcomes: Vec::new(),
+        }
+    }
+    fn feed(&mut self, events: impl IntoIterator<Item = Event<'static>>) -> &mut Self {
+        for e in events {
+            let outcome = self.engine.ingest(&e, &mut self.alerts);
+            self.outcomes.push(outcome);
+        }
+        self
+    }
+    fn kinds(&self) -> Vec<(AlertKind, &str, Severity, RuleName)> {
+        self.alerts
+            .iter()
+            .map(|a| (a.kind, &*a.thread_key, a.severity, a.rule))
+            .collect()
+    }
+}
+
+// ---- thread keys -------------------------------------------------------------------------
+
+#[test]
+fn thread_id_wins_over_every_header() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| {
+        ev(serde_json::json!({
+            "timestamp": T0 + i * MIN, "message_id": format!("m{i}"), "sender": format!("s{i}@x"),
+            "recipient_count": 3000, "thread_id": "  CONV-1 ", "in_reply_to": "p@x",
+            "references": ["r@x"], "subject": "Re: x",
+        }))
+    }));
+    assert_eq!(
+        run.kinds(),
+        vec![(
+            AlertKind::StormStarted,
+            "CONV-1",
+            Severity::Warning,
+            RuleName::Early
+        )]
+    );
+}
+
+#[test]
+fn references_root_beats_in_reply_to_and_uses_known_thread() {
+    let mut run = Run::new();
+    run.feed([ev(serde_json::json!({
+        "timestamp": T0, "message_id": "<root@x>", "sender": "a@x", "recipient_count": 1,
+        "thread_id": "T-ROOT",
+    }))]);
+    run.feed((1..4).map(|i| {
+        ev(serde_json::json!({
+            "timestamp": T0 + i * MIN, "message_id": format!("m{i}"), "sender": format!("s{i}@x"),
+            "recipient_count": 3000, "in_reply_to": format!("other{i}@x"),
+            "references": "<root@x> <mid@x>",
+        }))
+    }));
+    assert_eq!(
+        run.kinds(),
+        vec![(
+            AlertKind::StormStarted,
+            "T-ROOT",
+            Severity::Warning,
+            RuleName::Early
+        )]
+    );
+}
+
+#[test]
+fn unknown_references_root_is_the_key() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| {
+        ev(serde_json::json!({
+            "timestamp": T0 + i * MIN, "message_id": format!("m{i}"), "sender": format!("s{i}@x"),
+            "recipient_count": 3000, "references": ["<unknown-root@x>"],
+        }))
+    }));
+    assert_eq!(run.alerts[0].thread_key.as_ref(), "unknown-root@x");
+}
+
+#[test]
+fn in_reply_to_chains_join_through_the_message_map() {
+    let mut run = Run::new();
+    run.feed([ev(serde_json::json!({
+        "timestamp": T0, "message_id": "<c0@x>", "sender": "root@x", "recipient_count": 4000,
+        "subject": "Parking",
+    }))]);
+    run.feed((1..4).map(|i| {
+        ev(serde_json::json!({
+            "timestamp": T0 + i * MIN, "message_id": format!("<c{i}@x>"), "sender": format!("k{i}@x"),
+            "recipient_count": 4000, "in_reply_to": format!("<c{}@x>", i - 1), "subject": "RE: Parking",
+        }))
+    }));
+    assert_eq!(
+        run.kinds(),
+        vec![(
+            AlertKind::StormStarted,
+            "c0@x",
+            Severity::Warning,
+            RuleName::Early
+        )]
+    );
+    assert_eq!(run.alerts[0].subject.as_deref(), Some("RE: Parking"));
+}
+
+#[test]
+fn subject_only_replies_join_the_big_audience_thread() {
+    let mut run = Run::new();
+    run.feed([ev(serde_json::json!({
+        "timestamp": T0, "message_id": "<orig@x>", "sender": "ceo@x", "recipient_count": 5000,
+        "subject": "Quarterly results",
+    }))]);
+    run.feed((1..4).map(|i| {
+        ev(serde_json::json!({
+            "timestamp": T0 + i * MIN, "message_id": format!("m{i}"), "sender": format!("s{i}@x"),
+            "recipient_count": 5000, "subject": format!("[all] AW[{i}]: quarterly   RESULTS"),
+        }))
+    }));
+    assert_eq!(run.alerts[0].thread_key.as_ref(), "orig@x");
+}
+
+#[test]
+fn small_audience_subjects_are_not_recorded() {
+    let mut run = Run::new();
+    run.feed([ev(serde_json::json!({
+        "timestamp": T0, "message_id": "<orig@x>", "sender": "ceo@x", "recipient_count": 10,
+        "subject": "Lunch",
+    }))]);
+    run.feed((1..4).map(|i| {
+        ev(serde_json::json!({
+            "timestamp": T0 + i * MIN, "message_id": format!("m{i}"), "sender": format!("s{i}@x"),
+            "recipient_count": 5000, "subject": "Re: lunch",
+        }))
+    }));
+    assert_eq!(run.alerts[0].thread_key.as_ref(), "subject:lunch");
+}
+
+#[test]
+fn forwards_and_non_replies_start_their_own_thread() {
+    let mut run = Run::new();
+    run.feed((0..5).map(|i| {
+        ev(serde_json::json!({
+            "timestamp": T0 + i * MIN, "message_id": format!("m{i}"), "sender": format!("s{i}@x"),
+            "recipient_count": 5000, "subject": if i % 2 == 0 { "Fwd: Re: Tee" } else { "Research: Tee" },
+        }))
+    }));
+    assert!(run.alerts.is_empty());
+    assert!(run.outcomes.iter().all(|o| *o == Outcome::Ignored));
+}
+
+#[test]
+fn no_id_and_nothing_to_join_counts_nowhere() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| {
+        ev(serde_json::json!({
+            "timestamp": T0 + i * MIN, "message_id": "", "sender": format!("s{i}@x"),
+            "recipient_count": 5000, "subject": "Fwd: x",
+        }))
+    }));
+    assert!(run.alerts.is_empty());
+    assert_eq!(run.engine.tracked_threads(), 0);
+}
+
+// ---- rules at their boundaries -------------------------------------------------------------
+
+fn only(rule: &str) -> Config {
+    let mut config = Config::default();
+    config.rules.exchange.enabled = rule == "exchange";
+    config.rules.amplification.enabled = rule == "amplification";
+    config.rules.early.enabled = rule == "early";
+    config.rules.sustained.enabled = rule == "sustained";
+    config
+}
+
+#[test]
+fn exchange_nine_versus_ten() {
+    let mut run = Run::new();
+    run.feed((0..9).map(|i| reply_all(i as f64 * 6.0, &format!("m{i}"), "a@x", 3000, "t")));
+    assert!(run.alerts.is_empty());
+    run.feed([reply_all(54.0, "m9", "b@x", 3000, "t")]);
+    assert_eq!(
+        run.kinds(),
+        vec![(
+            AlertKind::StormStarted,
+            "t",
+            Severity::Critical,
+            RuleName::Exchange
+        )]
+    );
+    assert_eq!(run.alerts[0].reply_alls, 10);
+}
+
+#[test]
+fn a_reply_all_exactly_window_old_is_out() {
+    let mut run = Run::new();
+    // Ten reply-alls spanning exactly 60 minutes: the first is out when the tenth arrives.
+    run.feed((0..10).map(|i| reply_all(i as f64 * 60.0 / 9.0, &format!("m{i}"), "a@x", 3000, "t")));
+    assert!(run.alerts.is_empty());
+    // Nine spanning 59:59.999 plus one more: in.
+    let mut run = Run::new();
+    run.feed((0..9).map(|i| reply_all(i as f64 * 6.0, &format!("m{i}"), "a@x", 3000, "t")));
+    run.feed([ev(serde_json::json!({
+        "timestamp": T0 + 60 * MIN - 1, "message_id": "last", "sender": "a@x",
+        "recipient_count": 3000, "thread_id": "t", "subject": "Re: t",
+    }))]);
+    assert_eq!(run.alerts.len(), 1);
+}
+
+#[test]
+fn early_needs_three_distinct_senders_in_ten_minutes() {
+    let mut run = Run::with(only("early"));
+    run.feed([
+        reply_all(0.0, "m1", "Ann <a@x>", 3000, "t"),
+        reply_all(1.0, "m2", "A@X", 3000, "t"),
+        reply_all(2.0, "m3", "<b@x>", 3000, "t"),
+    ]);
+    assert!(run.alerts.is_empty(), "two senders in three spellings");
+    run.feed([reply_all(10.0, "m4", "c@x", 3000, "t")]);
+    // m1 is exactly 10 minutes old: out. a (m2), b, c remain: three senders.
+    assert_eq!(
+        run.kinds(),
+        vec![(
+            AlertKind::StormStarted,
+            "t",
+            Severity::Warning,
+            RuleName::Early
+        )]
+    );
+    let mut run = Run::with(only("early"));
+    run.feed([
+        reply_all(0.0, "m1", "a@x", 3000, "t"),
+        reply_all(1.0, "m2", "b@x", 3000, "t"),
+        reply_all(11.0, "m3", "c@x", 3000, "t"),
+    ]);
+    assert!(run.alerts.is_empty());
+}
+
+#[test]
+fn min_recipients_boundary() {
+    let mut run = Run::with(only("early"));
+    run.feed([
+        reply_all(0.0, "m1", "a@x", 2499, "t"),
+        reply_all(1.0, "m2", "b@x", 2500, "t"),
+        reply_all(2.0, "m3", "c@x", 2500, "t"),
+    ]);
+    assert!(run.alerts.is_empty());
+    assert_eq!(run.outcomes[0], Outcome::Ignored);
+    run.feed([reply_all(3.0, "m4", "d@x", 2500, "t")]);
+    assert_eq!(run.alerts.len(), 1);
+    assert_eq!(run.alerts[0].deliveries, 7500);
+}
+
+#[test]
+fn amplification_boundary_and_second_sender() {
+    let mut config = only("amplification");
+    config.detection.min_recipients = 1;
+    let mut run = Run::with(config);
+    run.feed([
+        reply_all(0.0, "m1", "a@x", 500_000, "t"),
+        reply_all(1.0, "m2", "a@x", 499_999, "t"),
+    ]);
+    assert!(run.alerts.is_empty());
+    run.feed([reply_all(2.0, "m3", "b@x", 1, "t")]);
+    assert_eq!(
+        run.kinds(),
+        vec![(
+            AlertKind::StormStarted,
+            "t",
+            Severity::Critical,
+            RuleName::Amplification
+        )]
+    );
+}
+
+#[test]
+fn sustained_boundary() {
+    let mut config = only("sustained");
+    config.detection.min_recipients = 1;
+    let mut run = Run::with(config);
+    run.feed([
+        reply_all(0.0, "m1", "a@x", 125_000, "t"),
+        reply_all(59.0, "m2", "b@x", 124_999, "t"),
+    ]);
+    assert!(run.alerts.is_empty());
+    run.feed([reply_all(59.5, "m3", "b@x", 1, "t")]);
+    assert_eq!(
+        run.kinds(),
+        vec![(
+            AlertKind::StormStarted,
+            "t",
+            Severity::Warning,
+            RuleName::Sustained
+        )]
+    );
+}
+
+#[test]
+fn configured_thresholds_are_used() {
+    let mut config = Config::default();
+    config.detection.min_recipients = 100;
+    config.rules.early.min_replies = 2;
+    config.rules.early.min_senders = 2;
+    let mut run = Run::with(config);
+    run.feed([
+        reply_all(0.0, "m1", "a@x", 100, "t"),
+        reply_all(1.0, "m2", "b@x", 100, "t"),
+    ]);
+    assert_eq!(
+        run.kinds(),
+        vec![(
+            AlertKind::StormStarted,
+            "t",
+            Severity::Warning,
+            RuleName::Early
+        )]
+    );
+}
+
+// ---- lateness and duplicates ---------------------------------------------------------------
+
+#[test]
+fn late_events_are_not_accepted() {
+    let mut run = Run::new();
+    run.feed([tick(10.0, "clock")]);
+    run.feed([ev(serde_json::json!({
+        "timestamp": T0 + 9 * MIN - 1, "message_id": "late", "sender": "a@x", "recipient_count": 1,
+    }))]);
+    run.feed([ev(serde_json::json!({
+        "timestamp": T0 + 9 * MIN, "message_id": "just-in-time", "sender": "a@x", "recipient_count": 1,
+    }))]);
+    assert_eq!(
+        run.outcomes,
+        vec![Outcome::Ignored, Outcome::Late, Outcome::Ignored]
+    );
+    assert_eq!(run.engine.stream_time(), Some(T0 + 10 * MIN));
+    assert_eq!(run.engine.stats().late, 1);
+    assert_eq!(
+        run.engine.remembered_message_ids(),
+        2,
+        "a late event updates no map"
+    );
+}
+
+#[test]
+fn a_counted_reply_all_repeats_as_duplicate_within_the_dedup_window() {
+    let mut run = Run::new();
+    run.feed([
+        reply_all(0.0, "<m1@x>", "a@x", 3000, "t"),
+        // same id, different spelling, even without qualifying itself
+        reply_all(1.0, " m1@x ", "a@x", 1, "t"),
+        reply_all(59.9, "m1@x", "a@x", 3000, "t"),
+        reply_all(60.0, "m1@x", "a@x", 3000, "t"),
+    ]);
+    assert_eq!(
+        run.outcomes,
+        vec![
+            Outcome::Counted,
+            Outcome::Duplicate,
+            Outcome::Duplicate,
+            Outcome::Counted
+        ]
+    );
+}
+
+#[test]
+fn first_qualifying_line_of_a_message_counts() {
+    let mut run = Run::new();
+    run.feed([
+        reply_all(0.0, "m1", "a@x", 1, "t"),
+        reply_all(0.1, "m1", "a@x", 1, "t"),
+        reply_all(0.2, "m1", "a@x", 3000, "t"),
+        reply_all(0.3, "m1", "a@x", 3000, "t"),
+    ]);
+    assert_eq!(
+        run.outcomes,
+        vec![
+            Outcome::Ignored,
+            Outcome::Ignored,
+            Outcome::Counted,
+            Outcome::Duplicate
+        ]
+    );
+}
+
+#[test]
+fn empty_ids_never_duplicate() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| reply_all(i as f64, "", &format!("s{i}@x"), 3000, "t")));
+    assert_eq!(run.outcomes, vec![Outcome::Counted; 3]);
+    assert_eq!(run.alerts.len(), 1);
+}
+
+// ---- storm lifecycle -----------------------------------------------------------------------
+
+#[test]
+fn escalates_once_then_stays_quiet() {
+    let mut run = Run::new();
+    run.feed((0..12).map(|i| {
+        reply_all(
+            i as f64 * 3.0,
+            &format!("m{i}"),
+            &format!("p{i}@x"),
+            3000,
+            "esc",
+        )
+    }));
+    assert_eq!(
+        run.kinds(),
+        vec![
+            (
+                AlertKind::StormStarted,
+                "esc",
+                Severity::Warning,
+                RuleName::Early
+            ),
+            (
+                AlertKind::StormEscalated,
+                "esc",
+                Severity::Critical,
+                RuleName::Exchange
+            ),
+        ]
+    );
+    let escalated = &run.alerts[1];
+    assert_eq!(escalated.started_at, T0 + 6 * MIN);
+    assert_eq!(escalated.at, T0 + 27 * MIN);
+    assert_eq!(escalated.block_until, T0 + 6 * MIN + 6 * 60 * MIN);
+    assert_eq!(run.engine.stats().storms_escalated, 1);
+}
+
+#[test]
+fn ends_when_stream_time_reaches_last_reply_all_plus_quiet() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    run.feed([tick(31.999, "c1")]);
+    assert_eq!(run.alerts.len(), 1);
+    run.feed([tick(32.0, "c2")]);
+    assert_eq!(run.alerts.len(), 2);
+    let ended = &run.alerts[1];
+    assert_eq!(ended.kind, AlertKind::StormEnded);
+    assert_eq!(ended.at, T0 + 32 * MIN);
+    assert_eq!(
+        (ended.severity, ended.rule),
+        (Severity::Warning, RuleName::Early)
+    );
+    assert_eq!(ended.started_at, T0 + 2 * MIN);
+    assert!(run.engine.active_storms().is_empty());
+}
+
+#[test]
+fn a_reply_all_extends_the_storm() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    run.feed([reply_all(20.0, "m9", "z@x", 3000, "t")]);
+    run.feed([tick(49.0, "c1")]);
+    assert_eq!(run.alerts.len(), 1);
+    run.feed([tick(50.0, "c2")]);
+    assert_eq!(run.alerts[1].kind, AlertKind::StormEnded);
+}
+
+#[test]
+fn ending_comes_before_the_event_that_moves_the_clock() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    // 40 minutes later three more reply-alls: the first one ends the old storm, the third
+    // starts a new one (the old ones are out of the 10-minute window).
+    run.feed((0..3).map(|i| {
+        reply_all(
+            40.0 + i as f64,
+            &format!("n{i}"),
+            &format!("r{i}@x"),
+            3000,
+            "t",
+        )
+    }));
+    assert_eq!(
+        run.kinds(),
+        vec![
+            (
+                AlertKind::StormStarted,
+                "t",
+                Severity::Warning,
+                RuleName::Early
+            ),
+            (
+                AlertKind::StormEnded,
+                "t",
+                Severity::Warning,
+                RuleName::Early
+            ),
+            (
+                AlertKind::StormStarted,
+                "t",
+                Severity::Warning,
+                RuleName::Early
+            ),
+        ]
+    );
+    assert_eq!(run.alerts[1].at, T0 + 40 * MIN);
+    // The window (at - 60 min, at] at the end still holds the old three plus nothing new yet.
+    assert_eq!(run.alerts[1].reply_alls, 3);
+    assert_eq!(run.alerts[2].started_at, T0 + 42 * MIN);
+    assert_eq!(run.alerts[2].reply_alls, 6);
+}
+
+#[test]
+fn a_second_storm_re_raises_from_the_window() {
+    let mut run = Run::new();
+    run.feed((0..10).map(|i| {
+        reply_all(
+            i as f64 * 3.0,
+            &format!("m{i}"),
+            ["a@x", "b@x"][i % 2],
+            3000,
+            "r",
+        )
+    }));
+    run.feed([tick(57.0, "clock")]);
+    run.feed([reply_all(59.0, "m11", "a@x", 3000, "r")]);
+    assert_eq!(
+        run.kinds(),
+        vec![
+            (
+                AlertKind::StormStarted,
+                "r",
+                Severity::Critical,
+                RuleName::Exchange
+            ),
+            (
+                AlertKind::StormEnded,
+                "r",
+                Severity::Critical,
+                RuleName::Exchange
+            ),
+            (
+                AlertKind::StormStarted,
+                "r",
+                Severity::Critical,
+                RuleName::Exchange
+            ),
+        ]
+    );
+    assert_eq!(run.alerts[2].reply_alls, 11);
+}
+
+#[test]
+fn storms_on_several_threads_end_in_deadline_order() {
+    let mut run = Run::new();
+    // Interleaved in time; "b-ends-first" has the earlier last reply-all, and sorts after the
+    // other by name, so the order below comes from the deadlines.
+    for i in 0..3 {
+        for (t, offset) in [("b-ends-first", 0.0), ("a-ends-second", 0.5)] {
+            run.feed([reply_all(
+                offset + i as f64,
+                &format!("{t}{i}"),
+                &format!("{t}{i}@x"),
+                3000,
+                t,
+            )]);
+        }
+    }
+    run.feed([tick(120.0, "clock")]);
+    let ended: Vec<&str> = run
+        .alerts
+        .iter()
+        .filter(|a| a.kind == AlertKind::StormEnded)
+        .map(|a| &*a.thread_key)
+        .collect();
+    assert_eq!(ended, vec!["b-ends-first", "a-ends-second"]);
+}
+
+#[test]
+fn alert_statistics_always_use_sixty_minutes() {
+    let mut config = only("early");
+    config.rules.early.window = std::time::Duration::from_secs(120 * 60);
+    config.rules.early.min_replies = 12;
+    config.rules.early.min_senders = 2;
+    let mut run = Run::with(config);
+    run.feed((0..12).map(|i| {
+        reply_all(
+            i as f64 * 10.0,
+            &format!("m{i}"),
+            ["a@x", "b@x"][i % 2],
+            3000,
+            "w",
+        )
+    }));
+    assert_eq!(run.alerts.len(), 1);
+    // reply-alls at 60..110 are inside (50, 110]: 6 of them.
+    assert_eq!(run.alerts[0].reply_alls, 6);
+}
+
+#[test]
+fn subjects_are_cut_to_256_code_points() {
+    let mut run = Run::new();
+    let long = "Ж".repeat(300);
+    run.feed((0..3).map(|i| {
+        ev(serde_json::json!({
+            "timestamp": T0 + i * MIN, "message_id": format!("m{i}"), "sender": format!("s{i}@x"),
+            "recipient_count": 3000, "thread_id": "t", "subject": format!("Re: {long}"),
+        }))
+    }));
+    assert_eq!(
+        run.alerts[0].subject.as_deref().map(|s| s.chars().count()),
+        Some(256)
+    );
+}
+
+#[test]
+fn senders_listed_only_when_enabled() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("S{i}@X"), 3000, "t")));
+    assert_eq!(run.alerts[0].senders, None);
+    let mut config = Config::default();
+    config.alerts.include_senders = true;
+    let mut run = Run::with(config);
+    run.feed((0..3).map(|i| {
+        reply_all(
+            i as f64,
+            &format!("m{i}"),
+            &format!("Name <S{i}@X>"),
+            3000,
+            "t",
+        )
+    }));
+    let listed: Vec<String> = run.alerts[0]
+        .senders
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(listed, vec!["s0@x", "s1@x", "s2@x"]);
+}
+
+// ---- bounded memory ------------------------------------------------------------------------
+
+fn capped(threads: usize, ids: usize, subjects: usize, per_thread: usize) -> Config {
+    let mut config = Config::default();
+    config.limits.max_threads = threads;
+    config.limits.max_message_ids = ids;
+    config.limits.max_subjects = subjects;
+    config.limits.max_reply_alls_per_thread = per_thread;
+    config
+}
+
+#[test]
+fn threads_are_evicted_least_recently_active_first_but_never_an_active_storm() {
+    let mut run = Run::with(capped(3, 100, 100, 100));
+    run.feed((0..3).map(|i| {
+        reply_all(
+            i as f64 / 10.0,
+            &format!("s{i}"),
+            &format!("s{i}@x"),
+            3000,
+            "storm",
+        )
+    }));
+    assert_eq!(run.alerts.len(), 1);
+    for i in 0..20 {
+        run.feed([reply_all(
+            1.0 + i as f64 / 10.0,
+            &format!("x{i}"),
+            "a@x",
+            3000,
+            &format!("other{i}"),
+        )]);
+        assert!(run.engine.tracked_threads() <= 3);
+    }
+    assert_eq!(run.engine.stats().thread_evictions, 18);
+    assert_eq!(run.engine.active_storms().len(), 1);
+    // The storm still ends normally.
+    run.feed([tick(40.0, "clock")]);
+    assert_eq!(
+        run.alerts.last().map(|a| a.kind),
+        Some(AlertKind::StormEnded)
+    );
+}
+
+#[test]
+fn when_every_thread_is_storming_new_threads_are_not_tracked() {
+    let mut run = Run::with(capped(1, 100, 100, 100));
+    run.feed((0..3).map(|i| {
+        reply_all(
+            i as f64 / 10.0,
+            &format!("s{i}"),
+            &format!("s{i}@x"),
+            3000,
+            "storm",
+        )
+    }));
+    run.feed([reply_all(1.0, "x", "a@x", 3000, "other")]);
+    assert_eq!(run.engine.tracked_threads(), 1);
+    assert_eq!(run.engine.stats().untracked_reply_alls, 1);
+}
+
+#[test]
+fn message_id_and_subject_maps_are_capped() {
+    let mut run = Run::with(capped(1000, 5, 2, 100));
+    run.feed((0..50).map(|i| {
+        ev(serde_json::json!({
+            "timestamp": T0 + i * MIN, "message_id": format!("m{i}"), "sender": "a@x",
+            "recipient_count": 5000, "subject": format!("Announcement {i}"),
+        }))
+    }));
+    assert_eq!(run.engine.remembered_message_ids(), 5);
+    assert_eq!(run.engine.remembered_subjects(), 2);
+    assert_eq!(run.engine.stats().message_id_evictions, 45);
+    assert_eq!(run.engine.stats().subject_evictions, 48);
+}
+
+#[test]
+fn reply_alls_per_thread_are_capped_and_counts_saturate() {
+    let mut run = Run::with(capped(10, 1000, 10, 5));
+    run.feed((0..20).map(|i| reply_all(i as f64 / 10.0, &format!("m{i}"), "a@x", 3000, "t")));
+    assert_eq!(run.engine.stats().reply_alls_dropped, 15);
+    // exchange needs 10 reply-alls: with a cap of 5 the count saturates at 5.
+    assert!(run.alerts.is_empty());
+}
+
+#[test]
+fn thread_windows_are_freed_after_a_storm() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    run.feed([tick(200.0, "clock")]);
+    assert_eq!(run.alerts.len(), 2);
+    assert_eq!(run.alerts[1].reply_alls, 0);
+}
+
+// ---- properties ----------------------------------------------------------------------------
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A small random event over few threads, ids, senders and subjects, so collisions and
+    /// storms actually happen.
+    fn arb_event() -> impl Strategy<Value = serde_json::Value> {
+        (
+            0i64..30,
+            0usize..12,
+            0usize..6,
+            prop_oneof![Just(1u64), Just(2500u64), Just(400_000u64)],
+            0usize..5,
+            0usize..6,
+        )
+            .prop_map(|(step, id, sender, recipients, shape, subject)| {
+                let mut e = serde_json::json!({
+                    "timestamp": step * 20_000, "message_id": if id == 0 { String::new() } else { format!("<m{id}@x>") },
+                    "sender": format!("s{sender}@x"), "recipient_count": recipients,
+                });
+                let subjects = ["Re: a", "Fwd: a", "b", "RE: b", "Re:", "AW: a"];
+                e["subject"] = subjects[subject].into();
+                match shape {
+                    0 => e["thread_id"] = format!("t{}", id % 3).into(),
+                    1 => e["in_reply_to"] = format!("<m{}@x>", (id + 1) % 12).into(),
+                    2 => e["references"] = format!("<m{}@x> <z@x>", id % 4).into(),
+                    _ => {}
+                }
+                e
+            })
+    }
+
+    /// Events with non-decreasing-ish timestamps (steps accumulate; some go back a little).
+    fn arb_stream() -> impl Strategy<Value = Vec<serde_json::Value>> {
+        proptest::collection::vec(arb_event(), 1..120).prop_map(|mut events| {
+            let mut clock = T0;
+            for (i, e) in events.iter_mut().enumerate() {
+                let step = e["timestamp"].as_i64().unwrap_or(0);
+                clock += step;
+                let back = if i % 7 == 3 { 50_000 } else { 0 };
+                e["timestamp"] = (clock - back).into();
+            }
+            events
+        })
+    }
+
+    fn run(config: &Config, events: &[serde_json::Value]) -> (Vec<Alert>, Engine) {
+        let mut engine = Engine::from_config(config);
+        let mut alerts = Vec::new();
+        for e in events {
+            engine.ingest(&ev(e.clone()), &mut alerts);
+        }
+        (alerts, engine)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Every line doubled gives the same alerts (lines with an empty id excepted: those never
+        /// deduplicate, so the doubled copies are dropped from the comparison stream too).
+        #[test]
+        fn doubling_every_line_changes_nothing(events in arb_stream()) {
+            let events: Vec<_> = events.into_iter().filter(|e| e["message_id"] != "").collect();
+            let config = Config::default();
+            let (once, _) = run(&config, &events);
+            let doubled: Vec<_> = events.iter().flat_map(|e| [e.clone(), e.clone()]).collect();
+            let (twice, _) = run(&config, &doubled);
+            prop_assert_eq!(once, twice);
+        }
+
+        /// The caps hold whatever the input.
+        #[test]
+        fn caps_are_never_exceeded(events in arb_stream(), threads in 1usize..4, ids in 1usize..4, subjects in 1usize..3) {
+            let config = capped(threads, ids, subjects, 3);
+            let mut engine = Engine::from_config(&config);
+            let mut alerts = Vec::new();
+            for e in &events {
+                engine.ingest(&ev(e.clone()), &mut alerts);
+                prop_assert!(engine.tracked_threads() <= threads);
+                prop_assert!(engine.remembered_message_ids() <= ids);
+                prop_assert!(engine.remembered_subjects() <= subjects);
+            }
+        }
+
+        /// Alerts are well-formed: a thread alternates started -> (escalated) -> ended, and
+        /// `at` never goes back.
+        #[test]
+        fn storm_lifecycle_is_consistent(events in arb_stream()) {
+            let (alerts, _) = run(&Config::default(), &events);
+            let mut state: std::collections::HashMap<String, Severity> = Default::default();
+            let mut last_at = Millis::MIN;
+            for a in &alerts {
+                prop_assert!(a.at >= last_at);
+                last_at = a.at;
+                let key = a.thread_key.to_string();
+                match a.kind {
+                    AlertKind::StormStarted => { prop_assert!(!state.contains_key(&key)); state.insert(key, a.severity); }
+                    AlertKind::StormEscalated => {
+                        prop_assert_eq!(state.get(&key), Some(&Severity::Warning));
+                        prop_assert_eq!(a.severity, Severity::Critical);
+                        state.insert(key, a.severity);
+                    }
+                    AlertKind::StormEnded => { prop_assert_eq!(state.remove(&key), Some(a.severity)); }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! Exact event-time sliding windows over one thread's reply-alls.
+//!
+//! The rules look at `(T - window, T]` for a few window widths (60 min for alerts, and each
+//! rule's). Recounting a window on every reply-all would be quadratic in a storm of 100,000
+//! reply-alls, so each width keeps running aggregates (count, deliveries, a sender multiset) and
+//! a cursor into one shared, timestamp-sorted deque: advancing stream time moves each cursor past
+//! the entries that left its window, subtracting them. Entries older than the widest window are
+//! dropped from the deque. Everything is O(1) amortized per reply-all.
+
+use crate::timefmt::Millis;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// One accepted reply-all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyAll {
+    /// Its timestamp.
+    pub at: Millis,
+    /// Its recipient count (deliveries it caused).
+    pub recipients: u64,
+    /// A hash of its case-folded sender: senders are compared, never stored, unless alerts are
+    /// configured to list them.
+    pub sender: u64,
+}
+
+/// Aggregates over one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowStats {
+    /// Reply-alls in the window.
+    pub reply_alls: u64,
+    /// Sum of their recipient counts (saturating at `u64::MAX`).
+    pub deliveries: u64,
+    /// Distinct senders among them.
+    pub distinct_senders: u64,
+}
+
+/// Sender hashes are already uniformly distributed: hashing them again is wasted work.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type SenderCounts = HashMap<u64, u32, BuildHasherDefault<PassThrough>>;
+
+#[derive(Debug, Clone)]
+struct Aggregate {
+    width: Millis,
+    /// Index in `entries` of the first entry inside this window.
+    start: usize,
+    reply_alls: u64,
+    deliveries: u128,
+    senders: SenderCounts,
+}
+
+impl Aggregate {
+    fn add(&mut self, entry: &ReplyAll) {
+        self.reply_alls += 1;
+        self.deliveries += u128::from(entry.recipients);
+        *self.senders.entry(entry.sender).or_insert(0) += 1;
+    }
+
+    fn remove(&mut self, entry: &ReplyAll) {
+        self.reply_alls -= 1;
+        self.deliveries -= u128::from(entry.recipients);
+        if let Some(count) = self.senders.get_mut(&entry.sender) {
+            *count -= 1;
+            if *count == 0 {
+                self.senders.remove(&entry.sender);
+            }
+        }
+    }
+}
+
+/// One thread's reply-alls and the aggregates of each window width.
+#[derive(Debug, Clone)]
+pub struct ReplyWindows {
+    entries: VecDeque<ReplyAll>,
+    aggregates: Vec<Aggregate>,
+    /// The index of the widest window, whose cursor decides what can be dropped.
+    widest: usize,
+    /// The largest timestamp among the thread's reply-alls ever accepted (the `L` of the
+    /// storm-end rule); kept even when the entry itself has been dropped.
+    latest: Millis,
+    /// Stream time the cursors were last advanced to.
+    now: Millis,
+    cap: usize,
+}
+
+impl ReplyWindows {
+    /// Empty windows of the given widths (each > 0), holding at most `cap` entries.
+    pub fn new(widths: &[Millis], cap: usize) -> Self {
+        let aggregates: Vec<Aggregate> = widths
+            .iter()
+            .map(|&width| Aggregate {
+                width,
+                start: 0,
+                reply_alls: 0,
+                deliveries: 0,
+                senders: SenderCounts::default(),
+            })
+            .collect();
+        let widest = (0..aggregates.len())
+            .max_by_key(|&i| aggregates[i].width)
+            .unwrap_or(0);
+        Self {
+            entries: VecDeque::new(),
+            aggregates,
+            widest,
+            latest: Millis::MIN,
+            now: Millis::MIN,
+            cap: cap.max(1),
+        }
+    }
+
+    /// Slides every window to end at `now` (which never goes back) and drops the entries that
+    /// have left even the widest one.
+    pub fn advance(&mut self, now: Millis) {
+        if now <= self.now {
+            return;
+        }
+        self.now = now;
+        for agg in &mut self.aggregates {
+            let lower = now.saturating_sub(agg.width);
+            while let Some(entry) = self.entries.get(agg.start) {
+                if entry.at > lower {
+                    break;
+                }
+                agg.remove(entry);
+                agg.start += 1;
+            }
+        }
+        let outside_all = self.aggregates.get(self.widest).map_or(0, |a| a.start);
+        if outside_all > 0 {
+            self.entries.drain(..outside_all);
+            for agg in &mut self.aggregates {
+                agg.start -= outside_all;
+            }
+        }
+        if self.entries.is_empty() && self.entries.capacity() > 64 {
+            // A storm's worth of capacity should not outlive the storm.
+            self.entries.shrink_to_fit();
+        }
+    }
+
+    /// Adds a reply-all at stream time `now` (`entry.at <= now`; it may be older than entries
+    /// already held, within the allowed lateness). Returns how many old entries the per-thread
+    /// cap pushed out.
+    pub fn insert(&mut self, entry: ReplyAll, now: Millis) -> u64 {
+        self.advance(now);
+        self.latest = self.latest.max(entry.at);
+        let widest_lower =
+            now.saturating_sub(self.aggregates.get(self.widest).map_or(0, |a| a.width));
+        if entry.at <= widest_lower {
+            // Outside every window already: it only moves `latest`.
+            return 0;
+        }
+        // Sorted insert; nearly always at the back.
+        let mut position = self.entries.len();
+        while position > 0 && self.entries[position - 1].at > entry.at {
+            position -= 1;
+        }
+        self.entries.insert(position, entry);
+        for agg in &mut self.aggregates {
+            if entry.at > now.saturating_sub(agg.width) {
+                agg.add(&entry);
+            } else {
+                agg.start += 1;
+            }
+        }
+        let mut dropped = 0;
+        while self.entries.len() > self.cap {
+            if let Some(oldest) = self.entries.pop_front() {
+                for agg in &mut self.aggregates {
+                    if agg.start == 0 {
+                        agg.remove(&oldest);
+                    } else {
+                        agg.start -= 1;
+                    }
+                }
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// The aggregates of the window at `index` (in the order of the widths given to `new`), as
+    /// of the last `advance`.
+    pub fn stats(&self, index: usize) -> WindowStats {
+        self.aggregates
+            .get(index)
+            .map_or_else(WindowStats::default, |agg| WindowStats {
+                reply_alls: agg.reply_alls,
+                deliveries: u64::try_from(agg.deliveries).unwrap_or(u64::MAX),
+                distinct_senders: agg.senders.len() as u64,
+            })
+    }
+
+    /// The distinct sender hashes in the window at `index`, in first-seen order.
+    pub fn senders(&self, index: usize) -> Vec<u64> {
+        let Some(agg) = self.aggregates.get(index) else {
+            return Vec::new();
+        };
+        let mut seen = SenderCounts::default();
+        self.entries
+            .iter()
+            .skip(agg.start)
+            .filter(|e| seen.insert(e.sender, 1).is_none())
+            .map(|e| e.sender)
+            .collect()
+    }
+
+    /// The largest reply-all timestamp ever inserted (`Millis::MIN` when none).
+    pub fn latest(&self) -> Millis {
+        self.latest
+    }
+
+    /// The index of the widest window (every held entry is inside it).
+    pub fn widest_index(&self) -> usize {
+        self.widest
+    }
+
+    /// Whether no reply-all is inside any window.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries held (for caps and tests).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Millis = 60_000;
+
+    fn ra(at_min: i64, recipients: u64, sender: u64) -> ReplyAll {
+        ReplyAll {
+            at: at_min * MIN,
+            recipients,
+            sender,
+        }
+    }
+
+    /// Recounts a window from scratch: the reference the incremental aggregates must match.
+    fn recount(all: &[ReplyAll], now: Millis, width: Millis, cap_kept: &[ReplyAll]) -> WindowStats {
+        let _ = all;
+        let inside: Vec<&ReplyAll> = cap_kept
+            .iter()
+            .filter(|e| e.at > now - width && e.at <= now)
+            .collect();
+        let mut senders: Vec<u64> = inside.iter().map(|e| e.sender).collect();
+        senders.sort_unstable();
+        senders.dedup();
+        WindowStats {
+            reply_alls: inside.len() as u64,
+            deliveries: inside.iter().map(|e| e.recipients).sum(),
+            distinct_senders: senders.len() as u64,
+        }
+    }
+
+    #[test]
+    fn lower_bound_is_exclusive() {
+        let mut w = ReplyWindows::new(&[60 * MIN, 10 * MIN], 100);
+        w.insert(ra(0, 3000, 1), 0);
+        w.insert(ra(50, 3000, 2), 50 * MIN);
+        assert_eq!(w.stats(0).reply_alls, 2);
+        assert_eq!(w.stats(1).reply_alls, 1);
+        w.advance(60 * MIN);
+        // The entry at 0 is exactly 60 minutes old: out.
+        assert_eq!(w.stats(0).reply_alls, 1);
+        assert_eq!(w.stats(0).distinct_senders, 1);
+        w.advance(60 * MIN + 1);
+        assert_eq!(w.stats(1).reply_alls, 0);
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn late_entries_inside_and_outside_windows() {
+        let mut w = ReplyWindows::new(&[60 * MIN, 10 * MIN], 100);
+        w.insert(ra(100, 10, 1), 100 * MIN);
+        // 15 minutes old at insert: inside 60, outside 10.
+        w.insert(ra(85, 20, 2), 100 * MIN);
+        assert_eq!(
+            w.stats(0),
+            WindowStats {
+                reply_alls: 2,
+                deliveries: 30,
+                distinct_senders: 2
+            }
+        );
+        assert_eq!(
+            w.stats(1),
+            WindowStats {
+                reply_alls: 1,
+                deliveries: 10,
+                distinct_senders: 1
+            }
+        );
+        // 95 minutes old: outside everything, but it still counts as the latest? No: latest is max.
+        w.insert(ra(5, 40, 3), 100 * MIN);
+        assert_eq!(w.stats(0).reply_alls, 2);
+        assert_eq!(w.latest(), 100 * MIN);
+        w.advance(104 * MIN);
+        assert_eq!(w.stats(1).reply_alls, 1);
+        w.advance(110 * MIN);
+        assert_eq!(w.stats(1).reply_alls, 0);
+        assert_eq!(w.stats(0).reply_alls, 2);
+    }
+
+    #[test]
+    fn cap_drops_oldest_and_counts_saturate() {
+        let mut w = ReplyWindows::new(&[60 * MIN], 3);
+        let mut dropped = 0;
+        for i in 0..5 {
+            dropped += w.insert(ra(i, 1, i as u64), i * MIN);
+        }
+        assert_eq!(dropped, 2);
+        assert_eq!(w.len(), 3);
+        assert_eq!(w.stats(0).reply_alls, 3);
+        assert_eq!(w.stats(0).distinct_senders, 3);
+    }
+
+    #[test]
+    fn deliveries_saturate_instead_of_overflowing() {
+        let mut w = ReplyWindows::new(&[60 * MIN], 10);
+        w.insert(ra(0, u64::MAX, 1), 0);
+        w.insert(ra(1, u64::MAX, 2), MIN);
+        assert_eq!(w.stats(0).deliveries, u64::MAX);
+        w.advance(60 * MIN);
+        assert_eq!(w.stats(0).deliveries, u64::MAX);
+        w.advance(61 * MIN);
+        assert_eq!(w.stats(0).deliveries, 0);
+    }
+
+    #[test]
+    fn senders_lists_distinct_in_order() {
+        let mut w = ReplyWindows::new(&[60 * MIN, 10 * MIN], 10);
+        for (i, s) in [7u64, 8, 7, 9].iter().enumerate() {
+            w.insert(ra(i as i64, 1, *s), i as i64 * MIN);
+        }
+        assert_eq!(w.senders(0), vec![7, 8, 9]);
+    }
+
+    proptest::proptest! {
+        /// The incremental aggregates equal a recount after any sequence of in-order and late
+        /// inserts, for every window.
+        #[test]
+        fn aggregates_match_a_recount(
+            steps in proptest::collection::vec((0i64..5, 0i64..3, 1u64..5_000, 0u64..6), 1..200),
+            cap in 1usize..50,
+        ) {
+            let widths = [60 * MIN, 10 * MIN, 3 * MIN];
+            let mut w = ReplyWindows::new(&widths, cap);
+            let mut now = 0;
+            let mut kept: Vec<ReplyAll> = Vec::new();
+            for (advance, lateness, recipients, sender) in steps {
+                now += advance * MIN / 2;
+                let entry = ReplyAll { at: now - lateness * MIN / 3, recipients, sender };
+                w.insert(entry, now);
+                if entry.at > now - 60 * MIN {
+                    let pos = kept.iter().rposition(|e| e.at <= entry.at).map_or(0, |p| p + 1);
+                    kept.insert(pos, entry);
+                }
+                kept.retain(|e| e.at > now - 60 * MIN);
+                while kept.len() > cap { kept.remove(0); }
+                for (i, width) in widths.iter().enumerate() {
+                    proptest::prop_assert_eq!(w.stats(i), recount(&[], now, *width, &kept));
+                }
+                proptest::prop_assert!(w.len() <= cap);
+            }
+        }
+    }
+}

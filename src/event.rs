@@ -1,0 +1,135 @@
+//! The mail-log event as the engine sees it (contract section 1), already normalized: ids without
+//! angle brackets, the sender's bare address, the subject RFC 2047-decoded, the References header
+//! reduced to its root. Strings borrow from the input line where they can, so decoding a line
+//! allocates only for escaped strings and encoded subjects.
+
+use crate::timefmt::Millis;
+use std::borrow::Cow;
+
+/// One decoded mail-log event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// When the MTA logged the message, epoch milliseconds (UTC).
+    pub timestamp: Millis,
+    /// The normalized Message-ID; may be empty (such an event never deduplicates).
+    pub message_id: Cow<'a, str>,
+    /// The sender's address, inside angle brackets when there were any, trimmed. Case is kept
+    /// here; the engine compares senders case-insensitively.
+    pub sender: Cow<'a, str>,
+    /// Recipients after distribution-list expansion.
+    pub recipient_count: u64,
+    /// An explicit conversation id, trimmed; `None` when absent or empty.
+    pub thread_id: Option<Cow<'a, str>>,
+    /// The normalized In-Reply-To; `None` when absent or empty.
+    pub in_reply_to: Option<Cow<'a, str>>,
+    /// The normalized first (root) entry of References; `None` when there is none.
+    pub references_root: Option<Cow<'a, str>>,
+    /// The RFC 2047-decoded subject; `None` when absent or blank.
+    pub subject: Option<Cow<'a, str>>,
+}
+
+impl Event<'_> {
+    /// A copy that owns its strings, for holding an event beyond the input buffer's life.
+    pub fn into_owned(self) -> Event<'static> {
+        Event {
+            timestamp: self.timestamp,
+            message_id: Cow::Owned(self.message_id.into_owned()),
+            sender: Cow::Owned(self.sender.into_owned()),
+            recipient_count: self.recipient_count,
+            thread_id: self.thread_id.map(|s| Cow::Owned(s.into_owned())),
+            in_reply_to: self.in_reply_to.map(|s| Cow::Owned(s.into_owned())),
+            references_root: self.references_root.map(|s| Cow::Owned(s.into_owned())),
+            subject: self.subject.map(|s| Cow::Owned(s.into_owned())),
+        }
+    }
+}
+
+/// Normalizes a message id: the text inside its first pair of angle brackets when it has one,
+/// else the trimmed string. `<a@b>`, ` a@b ` and `<a@b> (comment)` are all `a@b`.
+pub fn normalize_message_id(raw: &str) -> &str {
+    inside_angle_brackets(raw).unwrap_or(raw).trim()
+}
+
+/// The sender's address: inside the angle brackets when there are any (`Ann <a@x>` is `a@x`),
+/// trimmed. Case folding is left to the comparison, so the common all-lowercase address needs
+/// no copy.
+pub fn normalize_sender(raw: &str) -> &str {
+    inside_angle_brackets(raw).unwrap_or(raw).trim()
+}
+
+fn inside_angle_brackets(raw: &str) -> Option<&str> {
+    let open = raw.find('<')?;
+    let after = raw.get(open + 1..)?;
+    let close = after.find('>')?;
+    after.get(..close)
+}
+
+/// Applies a borrowing normalization to a `Cow` without copying a borrowed string.
+pub(crate) fn map_cow<'a>(value: Cow<'a, str>, f: impl Fn(&str) -> &str) -> Cow<'a, str> {
+    match value {
+        Cow::Borrowed(s) => Cow::Borrowed(f(s)),
+        Cow::Owned(s) => {
+            let normalized = f(&s);
+            if normalized.len() == s.len() {
+                Cow::Owned(s)
+            } else {
+                Cow::Owned(normalized.to_string())
+            }
+        }
+    }
+}
+
+/// Writes `text` lowercased into `out` (cleared first): the case-insensitive form of a sender,
+/// built in a reused buffer.
+pub fn lowercase_into(text: &str, out: &mut String) {
+    out.clear();
+    if text.is_ascii() {
+        out.push_str(text);
+        out.make_ascii_lowercase();
+    } else {
+        out.extend(text.chars().flat_map(char::to_lowercase));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_id_spellings_are_one_id() {
+        assert_eq!(normalize_message_id("<a@b>"), "a@b");
+        assert_eq!(normalize_message_id(" a@b "), "a@b");
+        assert_eq!(normalize_message_id("<a@b> (comment)"), "a@b");
+        assert_eq!(normalize_message_id("junk <a@b> <c@d>"), "a@b");
+        assert_eq!(normalize_message_id(""), "");
+        assert_eq!(normalize_message_id("<>"), "");
+        assert_eq!(normalize_message_id("<unclosed"), "<unclosed");
+    }
+
+    #[test]
+    fn ids_stay_case_sensitive() {
+        assert_eq!(normalize_message_id("<A@B>"), "A@B");
+    }
+
+    #[test]
+    fn sender_forms_are_one_address() {
+        let mut a = String::new();
+        let mut b = String::new();
+        let mut c = String::new();
+        lowercase_into(normalize_sender("Ann <a@x>"), &mut a);
+        lowercase_into(normalize_sender("<A@x>"), &mut b);
+        lowercase_into(normalize_sender("a@x"), &mut c);
+        assert_eq!((a.as_str(), b.as_str()), ("a@x", "a@x"));
+        assert_eq!(c, "a@x");
+        lowercase_into("ÉMILE@X", &mut a);
+        assert_eq!(a, "émile@x");
+    }
+
+    #[test]
+    fn map_cow_keeps_borrowed_strings_borrowed() {
+        let got = map_cow(Cow::Borrowed(" <x> "), normalize_message_id);
+        assert!(matches!(got, Cow::Borrowed("x")));
+        let got = map_cow(Cow::Owned("x".to_string()), normalize_message_id);
+        assert_eq!(got, "x");
+    }
+}
