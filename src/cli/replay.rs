@@ -61,6 +61,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
     }
     eprint!("{}", summary.render());
+    // The process ends here: freeing millions of map entries one by one would only delay it.
+    std::mem::forget(engine);
     Ok(ExitCode::SUCCESS)
 }
 

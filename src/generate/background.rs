@@ -384,7 +384,7 @@ impl Background {
         let h = super::event::mix64(self.salt ^ root.wrapping_mul(31));
         if h % 8 == 0 {
             self.b.thread.clear();
-            let _ = write!(self.b.thread, "{:016x}", h >> 1);
+            super::names::push_hex(&mut self.b.thread, h >> 1, 16);
             true
         } else {
             false

@@ -5,7 +5,7 @@
 use super::event::EventOut;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 
 /// The largest delay of a held-back line, in milliseconds. A held line is
 /// released before the first line at or after `ts + delay`, so it is never
@@ -19,13 +19,18 @@ struct Held {
     copies: u8,
 }
 
-/// Writes lines to the caller's writer through an internal buffer.
+/// Above this many buffered bytes, the buffer goes to the caller's writer.
+const FLUSH_AT: usize = 1 << 16;
+
+/// Writes lines to the caller's writer through an internal buffer. Each
+/// line is serialized straight into the buffer; a repeated line is copied
+/// within it and a held-back line is moved out of it.
 pub(crate) struct Emitter<'w> {
-    out: BufWriter<&'w mut dyn Write>,
+    out: &'w mut dyn Write,
+    buf: Vec<u8>,
     rng: ChaCha8Rng,
     /// Probability that an event line is held back.
     disorder: f64,
-    line: Vec<u8>,
     held: Vec<Held>,
     /// The smallest `release` in `held` (`i64::MAX` when empty).
     next_release: i64,
@@ -39,10 +44,10 @@ pub(crate) struct Emitter<'w> {
 impl<'w> Emitter<'w> {
     pub(crate) fn new(out: &'w mut dyn Write, rng: ChaCha8Rng, disorder: f64) -> Self {
         Emitter {
-            out: BufWriter::with_capacity(1 << 16, out),
+            out,
+            buf: Vec::with_capacity(FLUSH_AT + 4096),
             rng,
             disorder,
-            line: Vec::with_capacity(512),
             held: Vec::new(),
             next_release: i64::MAX,
             spare: Vec::new(),
@@ -51,11 +56,19 @@ impl<'w> Emitter<'w> {
         }
     }
 
-    /// Writes the held lines due at `ts` (those whose release time is at or
-    /// before it), oldest first.
-    fn release_due(&mut self, ts: i64) -> io::Result<()> {
+    fn flush_if_full(&mut self) -> io::Result<()> {
+        if self.buf.len() >= FLUSH_AT {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Appends the held lines due at `ts` (those whose release time is at
+    /// or before it), oldest first.
+    fn release_due(&mut self, ts: i64) {
         if ts < self.next_release {
-            return Ok(());
+            return;
         }
         let mut next = i64::MAX;
         let mut i = 0;
@@ -63,7 +76,7 @@ impl<'w> Emitter<'w> {
             if self.held[i].release <= ts {
                 let held = self.held.remove(i);
                 for _ in 0..held.copies {
-                    self.out.write_all(&held.line)?;
+                    self.buf.extend_from_slice(&held.line);
                 }
                 self.spare.push(held.line);
             } else {
@@ -72,7 +85,6 @@ impl<'w> Emitter<'w> {
             }
         }
         self.next_release = next;
-        Ok(())
     }
 
     /// Writes `event` (timestamp `ts`) `copies` times as identical lines;
@@ -85,41 +97,47 @@ impl<'w> Emitter<'w> {
         copies: u8,
         may_hold: bool,
     ) -> io::Result<()> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, event)?;
-        self.line.push(b'\n');
-        self.release_due(ts)?;
+        self.release_due(ts);
+        let start = self.buf.len();
+        serde_json::to_writer(&mut self.buf, event)?;
+        self.buf.push(b'\n');
         self.events += u64::from(copies);
         if may_hold && self.disorder > 0.0 && self.rng.gen_bool(self.disorder) {
             let release = ts + self.rng.gen_range(1_000..=MAX_DISORDER_MS);
-            let replacement = self.spare.pop().unwrap_or_default();
-            let line = std::mem::replace(&mut self.line, replacement);
+            let mut line = self.spare.pop().unwrap_or_default();
+            line.clear();
+            line.extend_from_slice(&self.buf[start..]);
+            self.buf.truncate(start);
             self.held.push(Held {
                 release,
                 line,
                 copies,
             });
             self.next_release = self.next_release.min(release);
-            return Ok(());
+        } else {
+            let end = self.buf.len();
+            for _ in 1..copies {
+                self.buf.extend_from_within(start..end);
+            }
         }
-        for _ in 0..copies {
-            self.out.write_all(&self.line)?;
-        }
-        Ok(())
+        self.flush_if_full()
     }
 
     /// Writes a deliberately malformed line verbatim, at stream position `ts`.
     pub(crate) fn raw(&mut self, ts: i64, text: &str) -> io::Result<()> {
-        self.release_due(ts)?;
-        self.out.write_all(text.as_bytes())?;
-        self.out.write_all(b"\n")?;
+        self.release_due(ts);
+        self.buf.extend_from_slice(text.as_bytes());
+        self.buf.push(b'\n');
         self.malformed += 1;
-        Ok(())
+        self.flush_if_full()
     }
 
-    /// Writes every line still held back and flushes.
+    /// Writes every line still held back and flushes: (event lines,
+    /// malformed lines) written.
     pub(crate) fn finish(mut self) -> io::Result<(u64, u64)> {
-        self.release_due(i64::MAX)?;
+        self.release_due(i64::MAX);
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
         self.out.flush()?;
         Ok((self.events, self.malformed))
     }

@@ -4,7 +4,7 @@
 use rand::Rng;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 /// Milliseconds since the Unix epoch of 2016-11-14T08:29:00Z, when the
 /// NHSmail test message went out. Every scenario starts here.
@@ -56,9 +56,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m as u32, d as u32)
 }
 
-fn push_2(out: &mut String, v: u32) {
-    out.push(char::from(b'0' + (v / 10 % 10) as u8));
-    out.push(char::from(b'0' + (v % 10) as u8));
+fn put_2(text: &mut [u8], at: usize, v: u32) {
+    text[at] = b'0' + (v / 10 % 10) as u8;
+    text[at + 1] = b'0' + (v % 10) as u8;
 }
 
 /// Writes `ms` (epoch milliseconds) as RFC 3339 with milliseconds into `out`
@@ -68,31 +68,31 @@ pub(crate) fn write_timestamp(out: &mut String, ms: i64, form: TsForm) -> Option
     out.clear();
     let (shift_ms, sep, suffix) = match form {
         TsForm::EpochMillis => return None,
-        TsForm::Utc => (0, 'T', "Z"),
-        TsForm::Space => (0, ' ', "Z"),
-        TsForm::PlusOneHour => (3_600_000, 'T', "+01:00"),
+        TsForm::Utc => (0, b'T', "Z"),
+        TsForm::Space => (0, b' ', "Z"),
+        TsForm::PlusOneHour => (3_600_000, b'T', "+01:00"),
     };
     let local = ms + shift_ms;
     let days = local.div_euclid(86_400_000);
     let in_day = local.rem_euclid(86_400_000);
     let (y, m, d) = civil_from_days(days);
-    // Years of interest are four digits; `write!` to a String cannot fail.
-    let _ = write!(out, "{y:04}");
-    out.push('-');
-    push_2(out, m);
-    out.push('-');
-    push_2(out, d);
-    out.push(sep);
+    let y = y.clamp(0, 9999) as u32;
     let secs = (in_day / 1000) as u32;
-    push_2(out, secs / 3600);
-    out.push(':');
-    push_2(out, secs / 60 % 60);
-    out.push(':');
-    push_2(out, secs % 60);
-    out.push('.');
     let millis = (in_day % 1000) as u32;
-    out.push(char::from(b'0' + (millis / 100) as u8));
-    push_2(out, millis % 100);
+    // YYYY-MM-DDTHH:MM:SS.mmm
+    let mut text = *b"0000-00-00T00:00:00.000";
+    put_2(&mut text, 0, y / 100);
+    put_2(&mut text, 2, y % 100);
+    put_2(&mut text, 5, m);
+    put_2(&mut text, 8, d);
+    text[10] = sep;
+    put_2(&mut text, 11, secs / 3600);
+    put_2(&mut text, 14, secs / 60 % 60);
+    put_2(&mut text, 17, secs % 60);
+    text[20] = b'0' + (millis / 100) as u8;
+    put_2(&mut text, 21, millis % 100);
+    // Only ASCII digits and separators: always valid UTF-8.
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
     out.push_str(suffix);
     Some(out.as_str())
 }

@@ -162,14 +162,19 @@ pub fn generate(options: &GenerateOptions, out: &mut dyn Write) -> io::Result<Ge
     loop {
         let next_line = prebuilt.peek().map(|l| l.ts());
         let next_bg = background.peek();
-        match (next_line, next_bg) {
+        // A pre-built line goes first at equal timestamps.
+        let prebuilt_first = match (next_line, next_bg) {
             (None, None) => break,
-            (Some(l), b) if b.map_or(true, |b| l <= b) => {
-                if let Some(line) = prebuilt.next() {
-                    write_line(&mut em, line, &mut ts_buf)?;
-                }
+            (Some(l), Some(b)) => l <= b,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+        };
+        if prebuilt_first {
+            if let Some(line) = prebuilt.next() {
+                write_line(&mut em, line, &mut ts_buf)?;
             }
-            _ => background.emit_next(&mut em)?,
+        } else {
+            background.emit_next(&mut em)?;
         }
     }
     let (events, malformed_lines) = em.finish()?;

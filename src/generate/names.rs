@@ -5,7 +5,7 @@
 //! address.
 
 use rand::Rng;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 /// First names: (display form, ASCII local-part form).
 const FIRST: [(&str, &str); 64] = [
@@ -257,8 +257,29 @@ pub(crate) fn sender(person: u32, domain: &str, form: AddrForm) -> String {
 pub(crate) fn write_message_id(out: &mut String, n: u64, salt: u64, domain: &str) {
     out.clear();
     let h = crate::generate::event::mix64(salt ^ n) & 0xFF_FFFF_FFFF;
-    // Writing to a String cannot fail.
-    let _ = write!(out, "<{n:x}.{h:010x}@{domain}>");
+    out.push('<');
+    push_hex(out, n, 1);
+    out.push('.');
+    push_hex(out, h, 10);
+    out.push('@');
+    out.push_str(domain);
+    out.push('>');
+}
+
+/// Appends `v` in lower-case hex, zero-padded to at least `width` digits
+/// (a hot path: faster than `write!`).
+pub(crate) fn push_hex(out: &mut String, v: u64, width: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits = (64 - v.leading_zeros() as usize)
+        .div_ceil(4)
+        .max(width)
+        .min(16);
+    let mut text = [0u8; 16];
+    for (i, slot) in text[..digits].iter_mut().rev().enumerate() {
+        *slot = DIGITS[((v >> (4 * i)) & 15) as usize];
+    }
+    // ASCII hex digits are always valid UTF-8.
+    out.push_str(std::str::from_utf8(&text[..digits]).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -274,6 +295,18 @@ mod tests {
         assert_eq!(s, "<AMIR.AHMED1@X.EXAMPLE>");
         write_sender(&mut s, 34 * 64, "x.example", AddrForm::QuotedLastFirst);
         assert_eq!(s, "\"O'Brien, Alice\" <alice.obrien@x.example>");
+    }
+
+    #[test]
+    fn hex_and_ids() {
+        let mut s = String::new();
+        push_hex(&mut s, 0, 1);
+        push_hex(&mut s, 0xabc, 5);
+        push_hex(&mut s, u64::MAX, 1);
+        assert_eq!(s, "000abcffffffffffffffff");
+        write_message_id(&mut s, 0x1f, 0, "d.example");
+        let h = crate::generate::event::mix64(0x1f) & 0xFF_FFFF_FFFF;
+        assert_eq!(s, format!("<1f.{h:010x}@d.example>"));
     }
 
     #[test]
