@@ -16,16 +16,32 @@
 //! - [`engine`]: the pure detector: thread keys, windows, rules, storm lifecycle, bounded state.
 //! - [`alert`]: the alert the engine emits and its JSON form (contract section 4).
 //! - [`config`]: the TOML configuration, its defaults and `STORMWATCH_SECTION__KEY` overrides.
+//! - [`source`]: Kafka input: consumer callbacks, the timestamp-ordered partition merge and
+//!   the commit rules.
+//! - [`service`]: `stormwatch run`: the detection thread, the durable alerts/DLQ producer and the
+//!   wiring of sinks, metrics and HTTP.
+//! - [`sink`]: Alertmanager and webhook sinks with bounded queues and retries.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/api/v1/storms`.
+//! - [`latency`]: hdrhistogram-fed latency histograms for Prometheus.
+//! - [`demo`]: `stormwatch demo` on an embedded Kafka cluster.
 //! - [`replay`]: the offline pipeline behind `stormwatch replay` (lines in, alerts out, a summary).
 //! - [`generate`]: deterministic synthetic event streams (`stormwatch generate`).
+//! - [`metrics`]: the Prometheus registry of the service.
 //! - [`timefmt`]: millisecond timestamps to and from RFC 3339.
 
 pub mod alert;
 pub mod config;
 pub mod decode;
+pub mod demo;
 pub mod engine;
 pub mod event;
 pub mod generate;
+pub mod http;
+pub mod latency;
+pub mod metrics;
 pub mod replay;
+pub mod service;
+pub mod sink;
+pub mod source;
 pub mod subject;
 pub mod timefmt;

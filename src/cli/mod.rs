@@ -1,8 +1,11 @@
 //! The command line of contract section 5, with clap. Each subcommand lives in its own module;
 //! this one only parses, dispatches and turns errors into one line on stderr.
 
+mod demo;
 mod generate;
+mod logging;
 mod replay;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -21,6 +24,10 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Write a labelled synthetic event stream as JSON lines to stdout.
     Generate(generate::GenerateArgs),
+    /// The service: Kafka consumer group, alert sinks, HTTP endpoints.
+    Run(run::RunArgs),
+    /// The service on an embedded Kafka cluster fed with a generated storm; no setup.
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the command line; the process exit code.
@@ -29,6 +36,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,

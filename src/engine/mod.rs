@@ -148,6 +148,8 @@ pub struct Engine {
     /// Reused buffers, so an event costs no allocation for its normalized subject or sender.
     normalized_subject: String,
     sender_buf: String,
+    /// The caller's wall clock at the arrival of the events being ingested (service mode).
+    arrival: Option<Millis>,
 }
 
 impl Engine {
@@ -167,6 +169,7 @@ impl Engine {
             stats: EngineStats::default(),
             normalized_subject: String::new(),
             sender_buf: String::new(),
+            arrival: None,
         }
     }
 
@@ -224,6 +227,60 @@ impl Engine {
                 })
             })
             .collect()
+    }
+
+    /// Tells the engine the wall-clock time at which the events about to be ingested arrived.
+    /// The engine reads no clock; the service calls this per batch so that
+    /// [`Engine::end_idle_storms`] can end storms by wall-clock time when traffic stops.
+    pub fn set_arrival_time(&mut self, wall_clock: Millis) {
+        self.arrival = Some(wall_clock);
+    }
+
+    /// Ends every active storm for which no reply-all has arrived for `quiet_period` of wall-clock
+    /// time, as of `wall_clock` (contract section 3, service mode). The caller calls this only
+    /// while every assigned partition is caught up, never while a backlog is read; `at` of the
+    /// `storm_ended` alert is `wall_clock`.
+    pub fn end_idle_storms(&mut self, wall_clock: Millis, alerts: &mut Vec<Alert>) {
+        let quiet = self.settings.quiet_period;
+        let idle: Vec<Arc<str>> = self
+            .active
+            .iter()
+            .filter(|key| {
+                self.threads
+                    .get(*key)
+                    .and_then(|t| t.storm.as_ref())
+                    .and_then(|s| s.last_arrival)
+                    .is_some_and(|arrived| wall_clock >= arrived.saturating_add(quiet))
+            })
+            .cloned()
+            .collect();
+        for key in idle {
+            self.end_storm(&key, wall_clock, alerts);
+        }
+    }
+
+    /// Ends the active storm on `key` at `at`: the `storm_ended` alert, then the state.
+    fn end_storm(&mut self, key: &Arc<str>, at: Millis, alerts: &mut Vec<Alert>) {
+        let Some(thread) = self.threads.get_mut(key) else {
+            return;
+        };
+        if thread.storm.is_none() {
+            return;
+        }
+        if let Some(windows) = thread.windows.as_deref_mut() {
+            windows.advance(at);
+        }
+        alerts.push(thread.alert(AlertKind::StormEnded, key, at, &self.settings));
+        thread.storm = None;
+        if thread
+            .windows
+            .as_deref()
+            .is_some_and(ReplyWindows::is_empty)
+        {
+            thread.windows = None;
+        }
+        self.active.remove(key);
+        self.stats.storms_ended += 1;
     }
 
     /// Processes one decoded event, appending any alerts it causes to `alerts`.
@@ -447,6 +504,9 @@ impl Engine {
             thread.forget_absent_senders();
         }
 
+        if let Some(storm) = thread.storm.as_mut() {
+            storm.last_arrival = self.arrival;
+        }
         let floor = match &thread.storm {
             None => Severity::Warning,
             Some(storm) if storm.severity == Severity::Warning => Severity::Critical,
@@ -475,6 +535,7 @@ impl Engine {
                     severity,
                     rule: rule_name,
                     epoch,
+                    last_arrival: self.arrival,
                 });
                 let deadline = windows.latest().saturating_add(settings.quiet_period);
                 self.deadlines.push(Reverse((deadline, key.clone(), epoch)));
@@ -516,20 +577,7 @@ impl Engine {
                 self.deadlines.push(Reverse((actual, key, epoch)));
                 continue;
             }
-            if let Some(windows) = thread.windows.as_deref_mut() {
-                windows.advance(now);
-            }
-            alerts.push(thread.alert(AlertKind::StormEnded, &key, now, &self.settings));
-            thread.storm = None;
-            if thread
-                .windows
-                .as_deref()
-                .is_some_and(ReplyWindows::is_empty)
-            {
-                thread.windows = None;
-            }
-            self.active.remove(&key);
-            self.stats.storms_ended += 1;
+            self.end_storm(&key, now, alerts);
         }
     }
 }

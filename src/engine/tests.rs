@@ -886,3 +886,45 @@ mod properties {
         }
     }
 }
+
+// ---- wall-clock ending (service mode) --------------------------------------------------------
+
+#[test]
+fn idle_storms_end_by_wall_clock_only_after_the_quiet_period() {
+    let mut run = Run::new();
+    let wall = 1_800_000_000_000;
+    run.engine.set_arrival_time(wall);
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    run.engine.set_arrival_time(wall + 60_000);
+    run.feed([reply_all(3.0, "m3", "z@x", 3000, "t")]);
+    let mut alerts = Vec::new();
+    run.engine
+        .end_idle_storms(wall + 30 * MIN + 59_999, &mut alerts);
+    assert!(
+        alerts.is_empty(),
+        "the last reply-all arrived 29:59.999 ago"
+    );
+    run.engine.end_idle_storms(wall + 31 * MIN, &mut alerts);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].kind, AlertKind::StormEnded);
+    assert_eq!(alerts[0].at, wall + 31 * MIN);
+    assert!(run.engine.active_storms().is_empty());
+    // The stale deadline of the ended storm does nothing later.
+    run.feed([tick(200.0, "clock")]);
+    assert_eq!(
+        run.alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::StormEnded)
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn replay_never_ends_storms_by_wall_clock() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let mut alerts = Vec::new();
+    run.engine.end_idle_storms(i64::MAX / 2, &mut alerts);
+    assert!(alerts.is_empty());
+}

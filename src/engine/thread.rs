@@ -18,6 +18,9 @@ pub(super) struct Storm {
     pub rule: RuleName,
     /// Distinguishes this storm from earlier ones on the thread, for the deadline heap.
     pub epoch: u64,
+    /// Wall-clock time (as given by the caller) when its latest reply-all arrived, for the
+    /// service's wall-clock ending; `None` in replay.
+    pub last_arrival: Option<Millis>,
 }
 
 /// One tracked thread.

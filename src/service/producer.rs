@@ -1,0 +1,204 @@
+//! The durable outputs: alerts to `kafka.alerts_topic` (keyed by thread key) and malformed
+//! records to `kafka.dlq_topic` (the original bytes, with headers naming the reason, source
+//! topic, partition and offset).
+//!
+//! One idempotent producer with `acks=all`; every record carries the sequence number of the
+//! input record that caused it, and the delivery callback (on librdkafka's thread) sends that
+//! number back over a channel, so the detection thread knows which offsets are safe to commit.
+//! librdkafka retries transient errors itself (`message.timeout.ms = 0`: forever); a record it
+//! gives up on (a permanent error) is logged and counted as failed.
+
+use crate::alert::Alert;
+use crate::config::KafkaConfig;
+use crate::decode::Malformed;
+use crate::metrics::Metrics;
+use crate::source::client_config;
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders, ToBytes};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a delivery report says about an effect of input record `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// The input record's sequence number.
+    pub seq: u64,
+    /// Whether the broker has it.
+    pub delivered: bool,
+    /// Which output.
+    pub output: Output,
+}
+
+/// The producer's two outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The alerts topic.
+    Alerts,
+    /// The dead-letter topic.
+    Dlq,
+}
+
+/// The delivery opaque: which output and which input record.
+type Tag = Box<(Output, u64)>;
+
+/// Delivery callbacks to the detection thread.
+pub struct DeliveryContext {
+    settled: Sender<Settled>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Tag;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: Tag) {
+        let (output, seq) = *tag;
+        let delivered = match result {
+            Ok(_) => true,
+            Err((error, _)) => {
+                tracing::error!(%error, ?output, "the producer gave up on a record");
+                false
+            }
+        };
+        // The receiver is gone only during shutdown, after the last flush.
+        let _ = self.settled.send(Settled {
+            seq,
+            delivered,
+            output,
+        });
+    }
+}
+
+/// The alerts and DLQ producer.
+pub struct DurableOutput {
+    producer: ThreadedProducer<DeliveryContext>,
+    alerts_topic: String,
+    dlq_topic: String,
+    source_topic: String,
+    metrics: Arc<Metrics>,
+}
+
+/// How long a full producer queue is waited on per attempt before trying again.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
+
+impl DurableOutput {
+    /// Creates the producer; delivery reports arrive on the returned channel.
+    pub fn new(
+        kafka: &KafkaConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Self, Receiver<Settled>), KafkaError> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let mut config = client_config(kafka);
+        for (key, value) in [
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("message.timeout.ms", "0"),
+            ("linger.ms", "5"),
+        ] {
+            if !kafka.properties.contains_key(key) || key == "enable.idempotence" || key == "acks" {
+                config.set(key, value);
+            }
+        }
+        let producer = config.create_with_context(DeliveryContext { settled: sender })?;
+        Ok((
+            Self {
+                producer,
+                alerts_topic: kafka.alerts_topic.clone(),
+                dlq_topic: kafka.dlq_topic.clone(),
+                source_topic: kafka.topic.clone(),
+                metrics,
+            },
+            receiver,
+        ))
+    }
+
+    /// Sends an alert, keyed by its thread, tagged with input record `seq`. Waits (briefly,
+    /// repeatedly) while the producer's queue is full: the alerts topic is the durable sink, and
+    /// an alert is never dropped.
+    pub fn send_alert(&self, alert: &Alert, seq: u64) -> Result<(), KafkaError> {
+        let value = alert.to_json();
+        let key: &str = &alert.thread_key;
+        self.send(
+            BaseRecord::with_opaque_to(&self.alerts_topic, Box::new((Output::Alerts, seq)))
+                .key(key)
+                .payload(value.as_bytes()),
+        )
+    }
+
+    /// Sends a malformed record to the DLQ with its original bytes and where it came from.
+    pub fn send_dlq(
+        &self,
+        payload: &[u8],
+        key: Option<&[u8]>,
+        reason: Malformed,
+        partition: i32,
+        offset: i64,
+        seq: u64,
+    ) -> Result<(), KafkaError> {
+        let partition_text = partition.to_string();
+        let offset_text = offset.to_string();
+        let detail = reason.to_string();
+        let headers = OwnedHeaders::new_with_capacity(5)
+            .insert(Header {
+                key: "stormwatch.reason",
+                value: Some(reason.label()),
+            })
+            .insert(Header {
+                key: "stormwatch.error",
+                value: Some(detail.as_str()),
+            })
+            .insert(Header {
+                key: "stormwatch.source_topic",
+                value: Some(self.source_topic.as_str()),
+            })
+            .insert(Header {
+                key: "stormwatch.source_partition",
+                value: Some(partition_text.as_str()),
+            })
+            .insert(Header {
+                key: "stormwatch.source_offset",
+                value: Some(offset_text.as_str()),
+            });
+        let mut record = BaseRecord::with_opaque_to(&self.dlq_topic, Box::new((Output::Dlq, seq)))
+            .payload(payload)
+            .headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.send(record)
+    }
+
+    fn send<K, P>(&self, mut record: BaseRecord<'_, K, P, Tag>) -> Result<(), KafkaError>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    self.metrics
+                        .alerts_sent_total
+                        .with_label_values(&["kafka", "retried"])
+                        .inc();
+                    std::thread::sleep(QUEUE_FULL_BACKOFF);
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for every record to be delivered.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+
+    /// Records the producer has not settled yet.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}

@@ -1,0 +1,303 @@
+//! Timestamp-ordered merge of several partitions' records into one stream for the engine
+//! (contract section 3; Kafka Streams' KIP-353 and KIP-695).
+//!
+//! One mail thread's events arrive on many partitions. If a partition lags (after a restart, a
+//! rebalance, a slow broker) and its records were processed as they arrive, the others would push
+//! stream time ahead and the lagging partition's events would all look late. So records wait in
+//! per-partition buffers and the engine always gets the earliest head. A partition with nothing
+//! buffered holds the merge back only while it still has unread records on the broker (it has not
+//! reported end-of-partition), and for at most `max_wait` at a time. Partitions that run ahead
+//! fill their buffers and are paused (the caller pauses them on the consumer), so memory stays
+//! bounded by `partitions x pause_at` records.
+//!
+//! Pure: the caller supplies the clock, and decides what to do with pause/resume advice.
+
+use crate::timefmt::Millis;
+use std::collections::{BTreeMap, VecDeque};
+
+/// A record waiting in a partition buffer, with the key it is ordered by.
+#[derive(Debug)]
+pub struct Pending<T> {
+    /// Ordering key: the event's timestamp; `Millis::MIN` for records that have none (malformed
+    /// ones), so they leave as soon as they reach the head and never hold anything back.
+    pub order: Millis,
+    /// The partition offset.
+    pub offset: i64,
+    /// The payload (a decoded event or a malformed record).
+    pub item: T,
+}
+
+#[derive(Debug)]
+struct PartitionBuffer<T> {
+    queue: VecDeque<Pending<T>>,
+    /// The partition reported end-of-partition and nothing arrived since.
+    at_end: bool,
+    /// Since when (caller's clock) the buffer has been empty while not at the end.
+    empty_since: Option<Millis>,
+    paused: bool,
+}
+
+impl<T> PartitionBuffer<T> {
+    fn new(now: Millis) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            at_end: false,
+            empty_since: Some(now),
+            paused: false,
+        }
+    }
+}
+
+/// Pause/resume advice for the consumer.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FlowControl {
+    /// Partitions whose buffers are full: pause fetching them.
+    pub pause: Vec<i32>,
+    /// Paused partitions drained enough: resume them.
+    pub resume: Vec<i32>,
+}
+
+/// The merge of the assigned partitions' buffers.
+#[derive(Debug)]
+pub struct Merger<T> {
+    partitions: BTreeMap<i32, PartitionBuffer<T>>,
+    max_wait: Millis,
+    pause_at: usize,
+    resume_at: usize,
+}
+
+impl<T> Merger<T> {
+    /// A merge waiting at most `max_wait` for an empty partition, pausing partitions with
+    /// `pause_at` records buffered and resuming them at `pause_at / 4`.
+    pub fn new(max_wait: Millis, pause_at: usize) -> Self {
+        Self {
+            partitions: BTreeMap::new(),
+            max_wait,
+            pause_at: pause_at.max(1),
+            resume_at: (pause_at / 4).max(1),
+        }
+    }
+
+    /// Partitions were assigned.
+    pub fn assign(&mut self, partitions: impl IntoIterator<Item = i32>, now: Millis) {
+        for partition in partitions {
+            self.partitions
+                .entry(partition)
+                .or_insert_with(|| PartitionBuffer::new(now));
+        }
+    }
+
+    /// Partitions were revoked: their buffered records are dropped (uncommitted, they will be
+    /// read again by whoever gets the partition). Returns how many were dropped.
+    pub fn revoke(&mut self, partitions: impl IntoIterator<Item = i32>) -> usize {
+        partitions
+            .into_iter()
+            .filter_map(|p| self.partitions.remove(&p))
+            .map(|buffer| buffer.queue.len())
+            .sum()
+    }
+
+    /// Assigned partitions.
+    pub fn assigned(&self) -> impl Iterator<Item = i32> + '_ {
+        self.partitions.keys().copied()
+    }
+
+    /// A record arrived from `partition` (offset order within a partition is kept).
+    pub fn push(&mut self, partition: i32, pending: Pending<T>, now: Millis) {
+        let buffer = self
+            .partitions
+            .entry(partition)
+            .or_insert_with(|| PartitionBuffer::new(now));
+        buffer.queue.push_back(pending);
+        buffer.at_end = false;
+        buffer.empty_since = None;
+    }
+
+    /// The partition reported that it is read to its end.
+    pub fn reached_end(&mut self, partition: i32) {
+        if let Some(buffer) = self.partitions.get_mut(&partition) {
+            buffer.at_end = true;
+        }
+    }
+
+    /// Whether every assigned partition is read to its end and nothing is buffered: the state
+    /// in which storms may end by wall clock.
+    pub fn caught_up(&self) -> bool {
+        !self.partitions.is_empty()
+            && self
+                .partitions
+                .values()
+                .all(|b| b.at_end && b.queue.is_empty())
+    }
+
+    /// Records buffered in all partitions.
+    pub fn buffered(&self) -> usize {
+        self.partitions.values().map(|b| b.queue.len()).sum()
+    }
+
+    /// The next record in timestamp order, or `None` when nothing is buffered or an empty
+    /// partition may still deliver an earlier record (it has unread records and its wait has
+    /// not run out).
+    pub fn next(&mut self, now: Millis) -> Option<(i32, Pending<T>)> {
+        let mut earliest: Option<(Millis, i32)> = None;
+        for (&partition, buffer) in &self.partitions {
+            match buffer.queue.front() {
+                Some(head) => {
+                    if earliest.is_none_or(|(order, _)| head.order < order) {
+                        earliest = Some((head.order, partition));
+                    }
+                }
+                None => {
+                    let waiting = !buffer.at_end
+                        && buffer
+                            .empty_since
+                            .is_some_and(|since| now.saturating_sub(since) < self.max_wait);
+                    if waiting {
+                        return None;
+                    }
+                }
+            }
+        }
+        let (_, partition) = earliest?;
+        let buffer = self.partitions.get_mut(&partition)?;
+        let pending = buffer.queue.pop_front()?;
+        if buffer.queue.is_empty() {
+            buffer.empty_since = Some(now);
+        }
+        Some((partition, pending))
+    }
+
+    /// Which partitions to pause or resume now; the merge records that the advice is followed.
+    pub fn flow_control(&mut self) -> FlowControl {
+        let mut advice = FlowControl::default();
+        for (&partition, buffer) in &mut self.partitions {
+            if !buffer.paused && buffer.queue.len() >= self.pause_at {
+                buffer.paused = true;
+                advice.pause.push(partition);
+            } else if buffer.paused && buffer.queue.len() <= self.resume_at {
+                buffer.paused = false;
+                advice.resume.push(partition);
+            }
+        }
+        advice
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(order: Millis, offset: i64) -> Pending<&'static str> {
+        Pending {
+            order,
+            offset,
+            item: "x",
+        }
+    }
+
+    fn drain(merger: &mut Merger<&'static str>, now: Millis) -> Vec<(i32, Millis)> {
+        std::iter::from_fn(|| merger.next(now))
+            .map(|(p, r)| (p, r.order))
+            .collect()
+    }
+
+    #[test]
+    fn merges_heads_in_timestamp_order() {
+        let mut m = Merger::new(500, 100);
+        m.assign([0, 1], 0);
+        for (p, t) in [(0, 10), (0, 30), (1, 20), (1, 40)] {
+            m.push(p, rec(t, t), 0);
+        }
+        m.reached_end(0);
+        m.reached_end(1);
+        assert_eq!(drain(&mut m, 0), vec![(0, 10), (1, 20), (0, 30), (1, 40)]);
+        assert!(m.caught_up());
+    }
+
+    #[test]
+    fn an_empty_partition_with_unread_records_holds_the_merge_for_max_wait() {
+        let mut m = Merger::new(500, 100);
+        m.assign([0, 1], 0);
+        m.push(0, rec(10, 0), 0);
+        // Partition 1 is empty but not at its end: wait.
+        assert!(m.next(100).is_none());
+        assert!(m.next(499).is_none());
+        // Its wait ran out: go on without it.
+        assert_eq!(m.next(500).map(|(p, r)| (p, r.order)), Some((0, 10)));
+    }
+
+    #[test]
+    fn an_empty_partition_at_its_end_does_not_hold_anything() {
+        let mut m = Merger::new(500, 100);
+        m.assign([0, 1], 0);
+        m.reached_end(1);
+        m.push(0, rec(10, 0), 0);
+        assert_eq!(m.next(1).map(|(p, _)| p), Some(0));
+    }
+
+    #[test]
+    fn a_lagging_partition_is_merged_not_made_late() {
+        // Partition 1 is minutes behind partition 0 (the state after a restart).
+        let mut m = Merger::new(500, 1000);
+        m.assign([0, 1], 0);
+        for i in 0..5 {
+            m.push(0, rec(600_000 + i, i), 0);
+            m.push(1, rec(i * 1000, i), 0);
+        }
+        m.reached_end(0);
+        m.reached_end(1);
+        let order: Vec<Millis> = drain(&mut m, 0).into_iter().map(|(_, t)| t).collect();
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(order, sorted);
+    }
+
+    #[test]
+    fn malformed_records_leave_at_once() {
+        let mut m = Merger::new(500, 100);
+        m.assign([0, 1], 0);
+        m.push(0, rec(50, 0), 0);
+        m.push(1, rec(Millis::MIN, 0), 0);
+        m.push(1, rec(60, 1), 0);
+        m.reached_end(0);
+        m.reached_end(1);
+        assert_eq!(drain(&mut m, 0), vec![(1, Millis::MIN), (0, 50), (1, 60)]);
+    }
+
+    #[test]
+    fn full_buffers_are_paused_and_resumed_when_drained() {
+        let mut m = Merger::new(500, 8);
+        m.assign([0], 0);
+        for i in 0..8 {
+            m.push(0, rec(i, i), 0);
+        }
+        assert_eq!(
+            m.flow_control(),
+            FlowControl {
+                pause: vec![0],
+                resume: vec![]
+            }
+        );
+        assert_eq!(m.flow_control(), FlowControl::default());
+        m.reached_end(0);
+        for _ in 0..6 {
+            assert!(m.next(0).is_some());
+        }
+        assert_eq!(
+            m.flow_control(),
+            FlowControl {
+                pause: vec![],
+                resume: vec![0]
+            }
+        );
+    }
+
+    #[test]
+    fn revoked_partitions_drop_their_buffers() {
+        let mut m = Merger::new(500, 100);
+        m.assign([0, 1], 0);
+        m.push(1, rec(1, 0), 0);
+        assert_eq!(m.revoke([1]), 1);
+        assert_eq!(m.assigned().collect::<Vec<_>>(), vec![0]);
+    }
+}

@@ -1,0 +1,153 @@
+//! The Kafka side of the service's input: the consumer's configuration and callbacks, the
+//! timestamp-ordered merge of partitions ([`merge`]) and the commit rules ([`offsets`]).
+//!
+//! The consumer is librdkafka's, through `rdkafka`'s `BaseConsumer`, polled on the detection
+//! thread: librdkafka fetches in batches on its own threads, and a poll is a queue pop, so the
+//! hot path makes no syscall or lock per message.
+
+pub mod merge;
+pub mod offsets;
+
+use crate::config::KafkaConfig;
+use crate::metrics::Metrics;
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{ConsumerContext, Rebalance};
+use rdkafka::statistics::Statistics;
+use std::sync::{Arc, Mutex};
+
+/// librdkafka settings stormwatch needs for its guarantees; `kafka.properties` cannot turn them
+/// off, since offsets are committed by hand only when safe.
+const FIXED_CONSUMER_PROPERTIES: [(&str, &str); 3] = [
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    ("enable.partition.eof", "true"),
+];
+
+/// The base client configuration: brokers and the operator's pass-through properties.
+pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers);
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// The consumer's configuration.
+pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = client_config(kafka);
+    config.set("group.id", &kafka.group_id);
+    if !kafka.properties.contains_key("auto.offset.reset") {
+        config.set("auto.offset.reset", "earliest");
+    }
+    if !kafka.properties.contains_key("statistics.interval.ms") {
+        config.set("statistics.interval.ms", "5000");
+    }
+    for (key, value) in FIXED_CONSUMER_PROPERTIES {
+        config.set(key, value);
+    }
+    config
+}
+
+/// An assignment change, queued by the rebalance callback for the detection thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssignmentChange {
+    /// Partitions assigned to this instance.
+    Assigned(Vec<i32>),
+    /// Partitions taken away.
+    Revoked(Vec<i32>),
+}
+
+/// Consumer callbacks: assignment changes are queued for the detection thread (librdkafka calls
+/// them from inside `poll`, on that same thread), and statistics feed the lag metric.
+pub struct SourceContext {
+    topic: String,
+    metrics: Arc<Metrics>,
+    changes: Mutex<Vec<AssignmentChange>>,
+}
+
+impl SourceContext {
+    /// A context for consuming `topic`.
+    pub fn new(topic: &str, metrics: Arc<Metrics>) -> Self {
+        Self {
+            topic: topic.to_string(),
+            metrics,
+            changes: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Takes the queued assignment changes.
+    pub fn take_changes(&self) -> Vec<AssignmentChange> {
+        match self.changes.lock() {
+            Ok(mut changes) => std::mem::take(&mut *changes),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+
+    fn push(&self, change: AssignmentChange) {
+        match self.changes.lock() {
+            Ok(mut changes) => changes.push(change),
+            Err(poisoned) => poisoned.into_inner().push(change),
+        }
+    }
+
+    fn partitions_of(&self, tpl: &rdkafka::TopicPartitionList) -> Vec<i32> {
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect()
+    }
+}
+
+impl ClientContext for SourceContext {
+    /// End-of-partition is how the merge learns a partition is caught up, not an error; it also
+    /// arrives through `poll`, where it is used. Everything else is logged.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        if matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            return;
+        }
+        tracing::error!(%error, reason, "Kafka client error");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        if let Some(topic) = statistics.topics.get(&self.topic) {
+            for (id, partition) in &topic.partitions {
+                // librdkafka reports an internal partition -1, and -1 lags for unknown ones.
+                if *id >= 0 && partition.consumer_lag >= 0 {
+                    self.metrics
+                        .kafka_consumer_lag
+                        .with_label_values(&[&id.to_string()])
+                        .set(partition.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let partitions = self.partitions_of(tpl);
+                tracing::info!(?partitions, "partitions assigned");
+                self.push(AssignmentChange::Assigned(partitions));
+            }
+            Rebalance::Revoke(tpl) => {
+                let partitions = self.partitions_of(tpl);
+                tracing::info!(?partitions, "partitions revoked");
+                self.push(AssignmentChange::Revoked(partitions));
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
+        }
+    }
+}
