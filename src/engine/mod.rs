@@ -236,6 +236,24 @@ impl Engine {
         self.arrival = Some(wall_clock);
     }
 
+    /// Makes the active storm on `thread_key` carry `started_at` (and the `block_until` that
+    /// follows): after a restart, the service adopts the start already announced on the alerts
+    /// topic for a storm the engine re-derived, so that storm's later alerts match the earlier
+    /// ones. Returns whether there was such a storm.
+    pub fn adopt_storm_start(&mut self, thread_key: &str, started_at: Millis) -> bool {
+        match self
+            .threads
+            .get_mut(thread_key)
+            .and_then(|t| t.storm.as_mut())
+        {
+            Some(storm) => {
+                storm.started_at = started_at;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Ends every active storm for which no reply-all has arrived for `quiet_period` of wall-clock
     /// time, as of `wall_clock` (contract section 3, service mode). The caller calls this only
     /// while every assigned partition is caught up, never while a backlog is read; `at` of the

@@ -928,3 +928,16 @@ fn replay_never_ends_storms_by_wall_clock() {
     run.engine.end_idle_storms(i64::MAX / 2, &mut alerts);
     assert!(alerts.is_empty());
 }
+
+#[test]
+fn an_adopted_start_carries_into_later_alerts() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    assert!(run.engine.adopt_storm_start("t", T0 - MIN));
+    assert!(!run.engine.adopt_storm_start("no-such-thread", T0));
+    run.feed([tick(40.0, "clock")]);
+    let ended = run.alerts.last().unwrap();
+    assert_eq!(ended.kind, AlertKind::StormEnded);
+    assert_eq!(ended.started_at, T0 - MIN);
+    assert_eq!(ended.block_until, T0 - MIN + 6 * 60 * MIN);
+}

@@ -8,8 +8,11 @@
 //! raises a flag: the detection thread drains its buffers, flushes the producer, commits and
 //! leaves the group; then the sinks drain (bounded) and HTTP stops.
 
+mod announced;
 mod pipeline;
 mod producer;
+
+pub use announced::{Announced, Verdict};
 
 pub use producer::{Output, Settled};
 
@@ -44,17 +47,6 @@ pub(crate) struct ServiceHandles {
     pub readiness: Arc<Readiness>,
     pub shutdown: Arc<AtomicBool>,
     pub alert_printer: Option<AlertPrinter>,
-}
-
-impl ServiceHandles {
-    fn readiness_assigned(&self, assigned: bool) {
-        self.readiness.set_assigned(assigned);
-    }
-
-    fn readiness_caught_up(&self, caught_up: bool) {
-        self.readiness.set_caught_up(caught_up);
-        self.readiness.set_lag_ok(caught_up);
-    }
 }
 
 /// Options for starting the service besides its configuration.
@@ -136,6 +128,16 @@ pub fn start(config: &Config, options: StartOptions) -> anyhow::Result<RunningSe
     consumer
         .subscribe(&[&kafka.topic])
         .with_context(|| format!("cannot subscribe to kafka.topic = {}", kafka.topic))?;
+    let announced = Announced::read_back(kafka, BROKER_TIMEOUT).with_context(|| {
+        format!(
+            "cannot read back kafka.alerts_topic = {}",
+            kafka.alerts_topic
+        )
+    })?;
+    tracing::info!(
+        storms = announced.len(),
+        "storms already announced on the alerts topic"
+    );
     let (output, settled) = producer::DurableOutput::new(kafka, Arc::clone(&metrics))
         .context("cannot create the Kafka producer (check kafka.properties)")?;
 
@@ -163,6 +165,7 @@ pub fn start(config: &Config, options: StartOptions) -> anyhow::Result<RunningSe
         output,
         settled,
         engine: Engine::from_config(config),
+        announced,
         handles,
         topic: kafka.topic.clone(),
         max_future_skew: millis(config.detection.max_future_skew),

@@ -3,13 +3,15 @@
 //! commit what is safe. One dedicated OS thread (not a tokio worker): the hot path never waits
 //! on a sink, an HTTP request or an async runtime.
 
+use super::announced::{Announced, Verdict};
 use super::producer::{DurableOutput, Output, Settled};
 use super::ServiceHandles;
-use crate::alert::Alert;
+use crate::alert::{Alert, AlertKind};
 use crate::decode::{decode_json, DecodeOptions, Malformed, DEFAULT_MAX_RECORD_BYTES};
 use crate::engine::{Engine, EngineStats};
 use crate::event::Event;
-use crate::latency::LatencyRecorder;
+use crate::latency::{LatencyError, LatencyRecorder};
+use crate::sink::Sinks;
 use crate::source::merge::{Merger, Pending};
 use crate::source::offsets::OffsetTracker;
 use crate::source::{AssignmentChange, SourceContext};
@@ -48,12 +50,13 @@ pub(super) enum Item {
     },
 }
 
-/// The detection thread's state.
+/// What the service hands the detection thread.
 pub(super) struct Pipeline {
     pub consumer: BaseConsumer<SourceContext>,
     pub output: DurableOutput,
     pub settled: Receiver<Settled>,
     pub engine: Engine,
+    pub announced: Announced,
     pub handles: ServiceHandles,
     pub topic: String,
     pub max_future_skew: Millis,
@@ -61,364 +64,323 @@ pub(super) struct Pipeline {
     pub holdback: Millis,
 }
 
-impl Pipeline {
-    /// Runs until the shutdown flag is raised, then drains, flushes and commits. Gives the
-    /// sinks back for their own (async) shutdown.
-    pub fn run(self) -> crate::sink::Sinks {
-        let Pipeline {
-            consumer,
-            output,
-            settled,
-            mut engine,
-            handles,
-            topic,
-            max_future_skew,
-            merge_max_wait,
-            holdback,
-        } = self;
-        let mut merger: Merger<Item> = Merger::new(merge_max_wait, PAUSE_AT);
-        let mut offsets = OffsetTracker::new(holdback);
-        let mut state = LoopState {
-            alerts: Vec::new(),
-            ended: Vec::new(),
-            previous_stats: EngineStats::default(),
-            lag: handles.metrics.event_lag.recorder(),
-            processing: handles.metrics.processing_latency.recorder(),
-            ever_caught_up: false,
-        };
-        let mut decode = DecodeOptions {
-            now: now_millis(),
-            max_future_skew,
-            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
-        };
-        let mut last_housekeeping = Instant::now();
-        while !handles.shutdown.load(Ordering::Relaxed) {
-            decode.now = now_millis();
-            let timeout = if merger.buffered() == 0 {
-                IDLE_POLL
-            } else {
-                Duration::ZERO
-            };
-            poll_batch(&consumer, &mut merger, &decode, timeout, &handles);
-            apply_assignment_changes(&consumer, &mut merger, &mut offsets, &handles);
-            flow_control(&consumer, &topic, &mut merger);
-            let now = now_millis();
-            engine.set_arrival_time(now);
-            while let Some((partition, pending)) = merger.next(now) {
-                process(
-                    partition,
-                    pending,
-                    &mut engine,
-                    &output,
-                    &mut offsets,
-                    &handles,
-                    &mut state,
-                );
-            }
-            if merger.caught_up() {
-                state.ever_caught_up = true;
-                let seq = offsets.current_seq();
-                engine.end_idle_storms(now_millis(), &mut state.alerts);
-                emit_alerts(&mut state, seq, &output, &mut offsets, &handles);
-            }
-            drain_settled(&settled, &mut offsets, &handles);
-            if last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
-                last_housekeeping = Instant::now();
-                housekeeping(
-                    &consumer,
-                    &topic,
-                    &engine,
-                    &merger,
-                    &mut offsets,
-                    &handles,
-                    &mut state,
-                    CommitMode::Async,
-                );
-            }
-        }
-        tracing::info!("shutting down: draining buffered records");
-        while let Some((partition, pending)) = merger.next(Millis::MAX) {
-            process(
-                partition,
-                pending,
-                &mut engine,
-                &output,
-                &mut offsets,
-                &handles,
-                &mut state,
-            );
-        }
-        if let Err(error) = output.flush(SHUTDOWN_FLUSH) {
-            tracing::warn!(%error, in_flight = output.in_flight(), "not every record was delivered before shutdown");
-        }
-        drain_settled(&settled, &mut offsets, &handles);
-        housekeeping(
-            &consumer,
-            &topic,
-            &engine,
-            &merger,
-            &mut offsets,
-            &handles,
-            &mut state,
-            CommitMode::Sync,
-        );
-        consumer.unsubscribe();
-        tracing::info!("detection thread stopped");
-        handles.sinks
-    }
-}
-
-/// Per-loop scratch and running values.
-struct LoopState {
+/// The detection thread's state while it runs.
+struct Detector {
+    consumer: BaseConsumer<SourceContext>,
+    output: DurableOutput,
+    settled: Receiver<Settled>,
+    engine: Engine,
+    announced: Announced,
+    handles: ServiceHandles,
+    topic: String,
+    merger: Merger<Item>,
+    offsets: OffsetTracker,
+    decode: DecodeOptions,
     alerts: Vec<Alert>,
-    ended: Vec<Alert>,
+    /// Alerts since the last board update (the board keeps the ended ones).
+    published: Vec<Alert>,
     previous_stats: EngineStats,
-    lag: Result<LatencyRecorder, crate::latency::LatencyError>,
-    processing: Result<LatencyRecorder, crate::latency::LatencyError>,
+    lag: Result<LatencyRecorder, LatencyError>,
+    processing: Result<LatencyRecorder, LatencyError>,
     ever_caught_up: bool,
 }
 
-fn poll_batch(
-    consumer: &BaseConsumer<SourceContext>,
-    merger: &mut Merger<Item>,
-    decode: &DecodeOptions,
-    first_timeout: Duration,
-    handles: &ServiceHandles,
-) {
-    let mut timeout = first_timeout;
-    for _ in 0..POLL_BATCH {
-        let Some(result) = consumer.poll(timeout) else {
-            break;
+impl Pipeline {
+    /// Runs until the shutdown flag is raised, then drains, flushes and commits. Gives the
+    /// sinks back for their own (async) shutdown.
+    pub fn run(self) -> Sinks {
+        let mut detector = Detector {
+            lag: self.handles.metrics.event_lag.recorder(),
+            processing: self.handles.metrics.processing_latency.recorder(),
+            consumer: self.consumer,
+            output: self.output,
+            settled: self.settled,
+            engine: self.engine,
+            announced: self.announced,
+            handles: self.handles,
+            topic: self.topic,
+            merger: Merger::new(self.merge_max_wait, PAUSE_AT),
+            offsets: OffsetTracker::new(self.holdback),
+            decode: DecodeOptions {
+                now: now_millis(),
+                max_future_skew: self.max_future_skew,
+                max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            },
+            alerts: Vec::new(),
+            published: Vec::new(),
+            previous_stats: EngineStats::default(),
+            ever_caught_up: false,
         };
-        timeout = Duration::ZERO;
-        match result {
-            Ok(message) => {
-                let arrived = Instant::now();
-                handles
-                    .metrics
-                    .last_event_received_seconds
-                    .set(decode.now as f64 / 1000.0);
-                let payload = message.payload().unwrap_or_default();
-                let pending = match decode_json(payload, decode) {
-                    Ok(event) => Pending {
-                        order: event.timestamp,
-                        offset: message.offset(),
-                        item: Item::Event {
-                            event: event.into_owned(),
-                            arrived,
-                        },
-                    },
-                    Err(reason) => Pending {
-                        order: Millis::MIN,
-                        offset: message.offset(),
-                        item: Item::Malformed {
-                            reason,
-                            payload: payload.to_vec(),
-                            key: message.key().map(<[u8]>::to_vec),
-                        },
-                    },
-                };
-                merger.push(message.partition(), pending, decode.now);
-            }
-            Err(KafkaError::PartitionEOF(partition)) => merger.reached_end(partition),
-            Err(error) => tracing::warn!(%error, "consumer error"),
-        }
+        detector.run();
+        detector.handles.sinks
     }
 }
 
-fn apply_assignment_changes(
-    consumer: &BaseConsumer<SourceContext>,
-    merger: &mut Merger<Item>,
-    offsets: &mut OffsetTracker,
-    handles: &ServiceHandles,
-) {
-    for change in consumer.context().take_changes() {
-        match change {
-            AssignmentChange::Assigned(partitions) => merger.assign(partitions, now_millis()),
-            AssignmentChange::Revoked(partitions) => {
-                let dropped = merger.revoke(partitions.iter().copied());
-                offsets.revoke(partitions);
-                if dropped > 0 {
-                    tracing::info!(
-                        dropped,
-                        "buffered records of revoked partitions dropped; they will be read again"
-                    );
-                }
+impl Detector {
+    fn run(&mut self) {
+        let mut last_housekeeping = Instant::now();
+        while !self.handles.shutdown.load(Ordering::Relaxed) {
+            self.poll_batch();
+            self.apply_assignment_changes();
+            self.flow_control();
+            let now = now_millis();
+            self.engine.set_arrival_time(now);
+            while let Some((partition, pending)) = self.merger.next(now) {
+                self.process(partition, pending);
+            }
+            if self.merger.caught_up() {
+                self.ever_caught_up = true;
+                let seq = self.offsets.current_seq();
+                self.engine.end_idle_storms(now_millis(), &mut self.alerts);
+                self.emit_alerts(seq);
+            }
+            self.drain_settled();
+            if last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
+                last_housekeeping = Instant::now();
+                self.housekeeping(CommitMode::Async);
             }
         }
+        tracing::info!("shutting down: draining buffered records");
+        while let Some((partition, pending)) = self.merger.next(Millis::MAX) {
+            self.process(partition, pending);
+        }
+        if let Err(error) = self.output.flush(SHUTDOWN_FLUSH) {
+            tracing::warn!(%error, in_flight = self.output.in_flight(), "not every record was delivered before shutdown");
+        }
+        self.drain_settled();
+        self.housekeeping(CommitMode::Sync);
+        self.consumer.unsubscribe();
+        tracing::info!("detection thread stopped");
     }
-    handles.readiness_assigned(merger.assigned().next().is_some());
-}
 
-fn flow_control(consumer: &BaseConsumer<SourceContext>, topic: &str, merger: &mut Merger<Item>) {
-    let advice = merger.flow_control();
-    let list = |partitions: &[i32]| {
-        let mut tpl = TopicPartitionList::new();
-        for &p in partitions {
-            tpl.add_partition(topic, p);
-        }
-        tpl
-    };
-    if !advice.pause.is_empty() {
-        if let Err(error) = consumer.pause(&list(&advice.pause)) {
-            tracing::warn!(%error, "pausing partitions failed");
-        }
-    }
-    if !advice.resume.is_empty() {
-        if let Err(error) = consumer.resume(&list(&advice.resume)) {
-            tracing::warn!(%error, "resuming partitions failed");
-        }
-    }
-}
-
-fn process(
-    partition: i32,
-    pending: Pending<Item>,
-    engine: &mut Engine,
-    output: &DurableOutput,
-    offsets: &mut OffsetTracker,
-    handles: &ServiceHandles,
-    state: &mut LoopState,
-) {
-    match pending.item {
-        Item::Event { event, arrived } => {
-            let seq = offsets.processed(partition, pending.offset, Some(event.timestamp));
-            engine.ingest(&event, &mut state.alerts);
-            if let Ok(recorder) = &mut state.processing {
-                recorder.record(arrived.elapsed());
-            }
-            if let Ok(recorder) = &mut state.lag {
-                recorder.record_millis_between(event.timestamp, now_millis());
-            }
-            emit_alerts(state, seq, output, offsets, handles);
-        }
-        Item::Malformed {
-            reason,
-            payload,
-            key,
-        } => {
-            let seq = offsets.processed(partition, pending.offset, None);
-            handles.metrics.record_malformed(reason);
-            match output.send_dlq(
-                &payload,
-                key.as_deref(),
-                reason,
-                partition,
-                pending.offset,
-                seq,
-            ) {
-                Ok(()) => offsets.produced(seq),
-                Err(error) => {
-                    tracing::error!(%error, partition, offset = pending.offset, "a malformed record could not be sent to the DLQ")
-                }
-            }
-        }
-    }
-}
-
-fn emit_alerts(
-    state: &mut LoopState,
-    seq: u64,
-    output: &DurableOutput,
-    offsets: &mut OffsetTracker,
-    handles: &ServiceHandles,
-) {
-    for alert in state.alerts.drain(..) {
-        match output.send_alert(&alert, seq) {
-            Ok(()) => offsets.produced(seq),
-            Err(error) => {
-                tracing::error!(%error, thread_key = %alert.thread_key, "an alert could not be produced")
-            }
-        }
-        tracing::info!(
-            kind = alert.kind.as_str(),
-            thread_key = %alert.thread_key,
-            severity = alert.severity.as_str(),
-            rule = alert.rule.as_str(),
-            reply_alls = alert.reply_alls,
-            deliveries = alert.deliveries,
-            "storm alert"
-        );
-        handles.metrics.record_alert(&alert);
-        handles.sinks.offer(&alert);
-        if let Some(printer) = &handles.alert_printer {
-            printer(&alert);
-        }
-        if alert.kind == crate::alert::AlertKind::StormEnded {
-            state.ended.push(alert);
-        }
-    }
-}
-
-fn drain_settled(
-    settled: &Receiver<Settled>,
-    offsets: &mut OffsetTracker,
-    handles: &ServiceHandles,
-) {
-    while let Ok(report) = settled.try_recv() {
-        offsets.settled(report.seq);
-        let sink = match report.output {
-            Output::Alerts => "kafka",
-            Output::Dlq => "dlq",
-        };
-        let outcome = if report.delivered {
-            "delivered"
+    /// Takes up to a batch of records from the consumer into the partition buffers.
+    fn poll_batch(&mut self) {
+        self.decode.now = now_millis();
+        let mut timeout = if self.merger.buffered() == 0 {
+            IDLE_POLL
         } else {
-            "failed"
+            Duration::ZERO
         };
-        handles
-            .metrics
-            .alerts_sent_total
-            .with_label_values(&[sink, outcome])
-            .inc();
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn housekeeping(
-    consumer: &BaseConsumer<SourceContext>,
-    topic: &str,
-    engine: &Engine,
-    merger: &Merger<Item>,
-    offsets: &mut OffsetTracker,
-    handles: &ServiceHandles,
-    state: &mut LoopState,
-    mode: CommitMode,
-) {
-    let points = offsets.commit_points(engine.stream_time());
-    if !points.is_empty() {
-        let mut tpl = TopicPartitionList::new();
-        for (partition, offset) in &points {
-            if let Err(error) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-            {
-                tracing::warn!(%error, "bad commit offset");
+        let mut received = false;
+        for _ in 0..POLL_BATCH {
+            let Some(result) = self.consumer.poll(timeout) else {
+                break;
+            };
+            timeout = Duration::ZERO;
+            match result {
+                Ok(message) => {
+                    received = true;
+                    let payload = message.payload().unwrap_or_default();
+                    let item = match decode_json(payload, &self.decode) {
+                        Ok(event) => (
+                            event.timestamp,
+                            Item::Event {
+                                event: event.into_owned(),
+                                arrived: Instant::now(),
+                            },
+                        ),
+                        Err(reason) => (
+                            Millis::MIN,
+                            Item::Malformed {
+                                reason,
+                                payload: payload.to_vec(),
+                                key: message.key().map(<[u8]>::to_vec),
+                            },
+                        ),
+                    };
+                    let pending = Pending {
+                        order: item.0,
+                        offset: message.offset(),
+                        item: item.1,
+                    };
+                    self.merger
+                        .push(message.partition(), pending, self.decode.now);
+                }
+                Err(KafkaError::PartitionEOF(partition)) => self.merger.reached_end(partition),
+                Err(error) => tracing::warn!(%error, "consumer error"),
             }
         }
-        if let Err(error) = consumer.commit(&tpl, mode) {
-            tracing::warn!(%error, "offset commit failed; it is retried with the next one");
+        if received {
+            self.handles
+                .metrics
+                .last_event_received_seconds
+                .set(self.decode.now as f64 / 1000.0);
         }
     }
-    let stats = engine.stats().clone();
-    handles.metrics.record_engine(&state.previous_stats, &stats);
-    state.previous_stats = stats;
-    let active = engine.active_storms();
-    handles.metrics.record_storms(&active);
-    handles
-        .metrics
-        .tracked_threads
-        .set(i64::try_from(engine.tracked_threads()).unwrap_or(i64::MAX));
-    if let Some(t) = engine.stream_time() {
-        handles.metrics.stream_time_seconds.set(t as f64 / 1000.0);
+
+    fn apply_assignment_changes(&mut self) {
+        for change in self.consumer.context().take_changes() {
+            match change {
+                AssignmentChange::Assigned(partitions) => {
+                    self.merger.assign(partitions, now_millis())
+                }
+                AssignmentChange::Revoked(partitions) => {
+                    let dropped = self.merger.revoke(partitions.iter().copied());
+                    self.offsets.revoke(partitions);
+                    if dropped > 0 {
+                        tracing::info!(dropped, "buffered records of revoked partitions dropped; they will be read again");
+                    }
+                }
+            }
+        }
+        self.handles
+            .readiness
+            .set_assigned(self.merger.assigned().next().is_some());
     }
-    let caught_up = merger.caught_up();
-    handles.metrics.caught_up.set(i64::from(caught_up));
-    for recorder in [&mut state.lag, &mut state.processing]
-        .into_iter()
-        .flatten()
-    {
-        recorder.flush();
+
+    /// Pauses partitions whose buffers are full and resumes drained ones.
+    fn flow_control(&mut self) {
+        let advice = self.merger.flow_control();
+        for (partitions, pause) in [(advice.pause, true), (advice.resume, false)] {
+            if partitions.is_empty() {
+                continue;
+            }
+            let mut list = TopicPartitionList::new();
+            for p in partitions {
+                list.add_partition(&self.topic, p);
+            }
+            let result = if pause {
+                self.consumer.pause(&list)
+            } else {
+                self.consumer.resume(&list)
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, pause, "pausing or resuming partitions failed");
+            }
+        }
     }
-    handles.board.update(active, state.ended.iter());
-    state.ended.clear();
-    handles.readiness_caught_up(state.ever_caught_up);
+
+    fn process(&mut self, partition: i32, pending: Pending<Item>) {
+        match pending.item {
+            Item::Event { event, arrived } => {
+                let seq = self
+                    .offsets
+                    .processed(partition, pending.offset, Some(event.timestamp));
+                self.engine.ingest(&event, &mut self.alerts);
+                if let Ok(recorder) = &mut self.processing {
+                    recorder.record(arrived.elapsed());
+                }
+                if let Ok(recorder) = &mut self.lag {
+                    recorder.record_millis_between(event.timestamp, now_millis());
+                }
+                self.emit_alerts(seq);
+            }
+            Item::Malformed {
+                reason,
+                payload,
+                key,
+            } => {
+                let seq = self.offsets.processed(partition, pending.offset, None);
+                self.handles.metrics.record_malformed(reason);
+                match self.output.send_dlq(
+                    &payload,
+                    key.as_deref(),
+                    reason,
+                    partition,
+                    pending.offset,
+                    seq,
+                ) {
+                    Ok(()) => self.offsets.produced(seq),
+                    Err(error) => {
+                        tracing::error!(%error, partition, offset = pending.offset, "a malformed record could not be sent to the DLQ")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the engine's new alerts (tagged with input record `seq`) to the alerts topic and
+    /// the sinks, unless the alerts topic already has them (after a restart).
+    fn emit_alerts(&mut self, seq: u64) {
+        let alerts = std::mem::take(&mut self.alerts);
+        for alert in alerts {
+            if let Verdict::AlreadyAnnounced { adopt_started_at } = self.announced.check(&alert) {
+                if alert.started_at != adopt_started_at {
+                    self.engine
+                        .adopt_storm_start(&alert.thread_key, adopt_started_at);
+                }
+                tracing::info!(kind = alert.kind.as_str(), thread_key = %alert.thread_key, "already announced before the restart; not sent again");
+                continue;
+            }
+            match self.output.send_alert(&alert, seq) {
+                Ok(()) => self.offsets.produced(seq),
+                Err(error) => {
+                    tracing::error!(%error, thread_key = %alert.thread_key, "an alert could not be produced")
+                }
+            }
+            tracing::info!(
+                kind = alert.kind.as_str(),
+                thread_key = %alert.thread_key,
+                severity = alert.severity.as_str(),
+                rule = alert.rule.as_str(),
+                reply_alls = alert.reply_alls,
+                deliveries = alert.deliveries,
+                "storm alert"
+            );
+            self.handles.metrics.record_alert(&alert);
+            self.handles.sinks.offer(&alert);
+            if let Some(printer) = &self.handles.alert_printer {
+                printer(&alert);
+            }
+            if alert.kind == AlertKind::StormEnded {
+                self.published.push(alert);
+            }
+        }
+    }
+
+    /// Applies the producer's delivery reports.
+    fn drain_settled(&mut self) {
+        while let Ok(report) = self.settled.try_recv() {
+            self.offsets.settled(report.seq);
+            let sink = match report.output {
+                Output::Alerts => "kafka",
+                Output::Dlq => "dlq",
+            };
+            let outcome = if report.delivered {
+                "delivered"
+            } else {
+                "failed"
+            };
+            self.handles
+                .metrics
+                .alerts_sent_total
+                .with_label_values(&[sink, outcome])
+                .inc();
+        }
+    }
+
+    /// Commits what is safe; refreshes metrics, the storm board and readiness.
+    fn housekeeping(&mut self, mode: CommitMode) {
+        let points = self.offsets.commit_points(self.engine.stream_time());
+        if !points.is_empty() {
+            let mut list = TopicPartitionList::new();
+            for (partition, offset) in &points {
+                if let Err(error) =
+                    list.add_partition_offset(&self.topic, *partition, Offset::Offset(*offset))
+                {
+                    tracing::warn!(%error, "bad commit offset");
+                }
+            }
+            if let Err(error) = self.consumer.commit(&list, mode) {
+                tracing::warn!(%error, "offset commit failed; the next one retries it");
+            }
+        }
+        let metrics = &self.handles.metrics;
+        let stats = self.engine.stats().clone();
+        metrics.record_engine(&self.previous_stats, &stats);
+        self.previous_stats = stats;
+        let active = self.engine.active_storms();
+        metrics.record_storms(&active);
+        metrics
+            .tracked_threads
+            .set(i64::try_from(self.engine.tracked_threads()).unwrap_or(i64::MAX));
+        metrics.record_stream_time(self.engine.stream_time());
+        metrics.caught_up.set(i64::from(self.merger.caught_up()));
+        for recorder in [&mut self.lag, &mut self.processing].into_iter().flatten() {
+            recorder.flush();
+        }
+        self.handles.board.update(active, self.published.iter());
+        self.published.clear();
+        self.handles.readiness.set_caught_up(self.ever_caught_up);
+    }
 }

@@ -50,6 +50,29 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
     config
 }
 
+/// True for the end-of-partition notice, which librdkafka also reports as an error event.
+fn is_partition_eof(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    )
+}
+
+/// Callbacks for helper consumers (reading the alerts topic back): errors are logged, except
+/// end-of-partition, which is how the reader knows it is done.
+pub struct QuietEofContext;
+
+impl ClientContext for QuietEofContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if !is_partition_eof(&error) {
+            tracing::error!(%error, reason, "Kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEofContext {}
+
 /// An assignment change, queued by the rebalance callback for the detection thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AssignmentChange {
@@ -105,14 +128,9 @@ impl ClientContext for SourceContext {
     /// End-of-partition is how the merge learns a partition is caught up, not an error; it also
     /// arrives through `poll`, where it is used. Everything else is logged.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-        if matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-        ) {
-            return;
+        if !is_partition_eof(&error) {
+            tracing::error!(%error, reason, "Kafka client error");
         }
-        tracing::error!(%error, reason, "Kafka client error");
     }
 
     fn stats(&self, statistics: Statistics) {

@@ -1,0 +1,504 @@
+//! The service against librdkafka's mock cluster: the real Kafka protocol, in process, no fakes.
+//! Each test starts its own cluster and service.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use stormwatch::config::Config;
+use stormwatch::service::{self, RunningService, StartOptions};
+use stormwatch::timefmt::{format_millis, now_millis, Millis};
+
+const MIN: Millis = 60_000;
+
+struct Cluster {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+    config: Config,
+}
+
+fn cluster(partitions: i32) -> Cluster {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let mut config = Config::default();
+    config.kafka.brokers = cluster.bootstrap_servers();
+    config.http.listen = "127.0.0.1:0".into();
+    cluster
+        .create_topic(&config.kafka.topic, partitions, 1)
+        .expect("topic");
+    cluster
+        .create_topic(&config.kafka.alerts_topic, 1, 1)
+        .expect("alerts topic");
+    cluster
+        .create_topic(&config.kafka.dlq_topic, 1, 1)
+        .expect("dlq topic");
+    Cluster { cluster, config }
+}
+
+impl Cluster {
+    fn producer(&self) -> ThreadedProducer<DefaultProducerContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.cluster.bootstrap_servers())
+            .create()
+            .expect("producer")
+    }
+
+    /// Produces `(partition, payload)` records and waits for them to be delivered.
+    fn produce(&self, records: &[(i32, String)]) {
+        let producer = self.producer();
+        for (partition, payload) in records {
+            producer
+                .send(
+                    BaseRecord::<(), _>::to(&self.config.kafka.topic)
+                        .partition(*partition)
+                        .payload(payload),
+                )
+                .map_err(|(e, _)| e)
+                .expect("send");
+        }
+        producer.flush(Duration::from_secs(10)).expect("flush");
+    }
+
+    fn start(&self, config: &Config) -> RunningService {
+        service::start(config, StartOptions::default()).expect("service starts")
+    }
+
+    /// Every record on `topic`, read from the beginning to the end.
+    fn read_all(&self, topic: &str) -> Vec<(Vec<u8>, HashMap<String, String>)> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.cluster.bootstrap_servers())
+            .set("group.id", "test-reader")
+            .set("enable.partition.eof", "true")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("reader");
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, 0, Offset::Beginning)
+            .expect("partition");
+        consumer.assign(&list).expect("assign");
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    let mut headers = HashMap::new();
+                    if let Some(h) = m.headers() {
+                        for header in h.iter() {
+                            headers.insert(
+                                header.key.to_string(),
+                                String::from_utf8_lossy(header.value.unwrap_or_default())
+                                    .into_owned(),
+                            );
+                        }
+                    }
+                    out.push((m.payload().unwrap_or_default().to_vec(), headers));
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn alerts(&self) -> Vec<serde_json::Value> {
+        self.read_all(&self.config.kafka.alerts_topic)
+            .into_iter()
+            .map(|(payload, _)| serde_json::from_slice(&payload).expect("alert JSON"))
+            .collect()
+    }
+
+    /// Waits until the alerts topic satisfies `done`.
+    fn wait_for_alerts(
+        &self,
+        what: &str,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let alerts = self.alerts();
+            if done(&alerts) {
+                return alerts;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; alerts: {alerts:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn event(at: Millis, id: &str, sender: &str, recipients: u64, thread: &str) -> String {
+    serde_json::json!({
+        "timestamp": format_millis(at), "message_id": id, "sender": sender,
+        "recipient_count": recipients, "thread_id": thread, "subject": format!("Re: {thread}"),
+    })
+    .to_string()
+}
+
+fn kinds(alerts: &[serde_json::Value]) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|a| {
+            format!(
+                "{}:{}",
+                a["kind"].as_str().unwrap_or(""),
+                a["thread_key"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+fn count(alerts: &[serde_json::Value], kind: &str) -> usize {
+    alerts.iter().filter(|a| a["kind"] == kind).count()
+}
+
+/// 2024-03-04T09:00:00Z
+const T0: Millis = 1_709_542_800_000;
+
+#[test]
+fn a_storm_is_announced_once_and_malformed_records_reach_the_dlq() {
+    let c = cluster(3);
+    let service = c.start(&c.config);
+    let mut records: Vec<(i32, String)> = (0..5)
+        .map(|i| {
+            (
+                i % 3,
+                event(
+                    T0 + i as i64 * MIN,
+                    &format!("<m{i}@x>"),
+                    &format!("s{i}@x"),
+                    3000,
+                    "storm",
+                ),
+            )
+        })
+        .collect();
+    records.push((0, "{oops".into()));
+    records.push((
+        1,
+        r#"{"timestamp": "soon", "message_id": "x", "sender": "y", "recipient_count": 1}"#.into(),
+    ));
+    records.push((2, event(T0 + 6 * MIN, "<quiet@x>", "q@x", 1, "other")));
+    c.produce(&records);
+    let alerts = c.wait_for_alerts("storm_started", |a| count(a, "storm_started") == 1);
+    let started = &alerts[0];
+    for field in [
+        "kind",
+        "thread_key",
+        "severity",
+        "rule",
+        "at",
+        "started_at",
+        "reply_alls",
+        "distinct_senders",
+        "deliveries",
+        "subject",
+        "block_until",
+    ] {
+        assert!(started.get(field).is_some(), "missing {field}: {started}");
+    }
+    assert_eq!(started["thread_key"], "storm");
+    assert_eq!(started["rule"], "early");
+    assert_eq!(started["reply_alls"], 3);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dlq = loop {
+        let dlq = c.read_all(&c.config.kafka.dlq_topic);
+        if dlq.len() >= 2 || Instant::now() > deadline {
+            break dlq;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(dlq.len(), 2, "{dlq:?}");
+    let reasons: Vec<&str> = dlq
+        .iter()
+        .map(|(_, h)| h.get("stormwatch.reason").map_or("", String::as_str))
+        .collect();
+    assert!(
+        reasons.contains(&"not_json") && reasons.contains(&"bad_timestamp"),
+        "{reasons:?}"
+    );
+    let oops = dlq
+        .iter()
+        .find(|(p, _)| p == b"{oops")
+        .expect("original bytes kept");
+    assert_eq!(
+        oops.1.get("stormwatch.source_topic"),
+        Some(&c.config.kafka.topic)
+    );
+    assert_eq!(
+        oops.1
+            .get("stormwatch.source_partition")
+            .map(String::as_str),
+        Some("0")
+    );
+    assert!(oops.1.contains_key("stormwatch.source_offset"));
+
+    // The metrics agree with what was produced.
+    let url = format!("http://{}/metrics", service.http_address());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = http_get(&url);
+        if text.contains(r#"stormwatch_events_total{outcome="counted"} 5"#)
+            || Instant::now() > deadline
+        {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    for expected in [
+        r#"stormwatch_events_total{outcome="counted"} 5"#,
+        r#"stormwatch_events_total{outcome="ignored"} 1"#,
+        r#"stormwatch_events_total{outcome="malformed"} 2"#,
+        r#"stormwatch_malformed_events_total{reason="not_json"} 1"#,
+        r#"stormwatch_storms_started_total{rule="early",severity="warning"} 1"#,
+        r#"stormwatch_storms_active{severity="warning"} 1"#,
+        r#"stormwatch_alerts_sent_total{outcome="delivered",sink="kafka"} 1"#,
+        r#"stormwatch_alerts_sent_total{outcome="delivered",sink="dlq"} 2"#,
+        "stormwatch_storm_reply_alls{thread_key=\"storm\"} 5",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+    assert!(
+        !text.contains("s1@x"),
+        "a sender address leaked into the metrics"
+    );
+    let storms = http_get(&format!("http://{}/api/v1/storms", service.http_address()));
+    assert!(storms.contains("\"storm\""), "{storms}");
+    service.stop().expect("clean stop");
+}
+
+#[test]
+fn a_lagging_partition_is_merged_as_if_one_partition() {
+    let c = cluster(2);
+    // Partition 1 holds the storm's first minutes; partition 0 is twenty minutes ahead, as after
+    // a restart where one partition was read further than the other.
+    let mut records = Vec::new();
+    for i in 0..20 {
+        records.push((
+            0,
+            event(
+                T0 + 20 * MIN + i * 30_000,
+                &format!("<b{i}@x>"),
+                "bg@x",
+                1,
+                &format!("bg{i}"),
+            ),
+        ));
+    }
+    for i in 0..3 {
+        records.push((
+            1,
+            event(
+                T0 + i * MIN,
+                &format!("<s{i}@x>"),
+                &format!("s{i}@x"),
+                3000,
+                "lagging",
+            ),
+        ));
+    }
+    for i in 3..12 {
+        records.push((
+            1,
+            event(
+                T0 + 20 * MIN + i * 30_000,
+                &format!("<s{i}@x>"),
+                &format!("s{i}@x"),
+                3000,
+                "lagging",
+            ),
+        ));
+    }
+    c.produce(&records);
+    let service = c.start(&c.config);
+    let alerts = c.wait_for_alerts("the storm", |a| count(a, "storm_escalated") == 1);
+    service.stop().expect("clean stop");
+    // The same events through replay, in timestamp order, give the same alerts.
+    let mut ordered: Vec<&(i32, String)> = records.iter().collect();
+    ordered.sort_by_key(|(_, e)| {
+        serde_json::from_str::<serde_json::Value>(e)
+            .ok()
+            .and_then(|v| v["timestamp"].as_str().map(str::to_string))
+    });
+    let input: String = ordered.iter().map(|(_, e)| format!("{e}\n")).collect();
+    let replayed = replay(&input);
+    let strip = |a: &serde_json::Value| {
+        let mut a = a.clone();
+        a.as_object_mut().map(|o| o.remove("storm_id"));
+        a
+    };
+    let expected: Vec<serde_json::Value> = replayed.iter().map(strip).collect();
+    let got: Vec<serde_json::Value> = alerts.iter().map(strip).collect();
+    assert_eq!(got, expected);
+    assert!(expected.iter().any(|a| a["kind"] == "storm_started" && a["started_at"] == format_millis(T0 + 2 * MIN)), "{expected:#?}");
+}
+
+#[test]
+fn a_restart_mid_storm_does_not_announce_it_twice_and_announces_what_started_while_down() {
+    let c = cluster(2);
+    // The mock cluster holds a departed member's partitions until its session times out; a
+    // short session keeps the restart quick.
+    let mut config = c.config.clone();
+    config
+        .kafka
+        .properties
+        .insert("session.timeout.ms".into(), "6000".into());
+    config
+        .kafka
+        .properties
+        .insert("heartbeat.interval.ms".into(), "500".into());
+    let service = c.start(&config);
+    c.produce(
+        &(0..3)
+            .map(|i| {
+                (
+                    i % 2,
+                    event(
+                        T0 + i as i64 * MIN,
+                        &format!("<a{i}@x>"),
+                        &format!("a{i}@x"),
+                        3000,
+                        "restart",
+                    ),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    c.wait_for_alerts("storm_started", |a| count(a, "storm_started") == 1);
+    service.stop().expect("clean stop");
+
+    // While stormwatch is down: the storm goes on (escalates) and another begins.
+    let mut records: Vec<(i32, String)> = (3..11)
+        .map(|i| {
+            (
+                i % 2,
+                event(
+                    T0 + i as i64 * MIN,
+                    &format!("<a{i}@x>"),
+                    &format!("a{i}@x"),
+                    3000,
+                    "restart",
+                ),
+            )
+        })
+        .collect();
+    records.extend((0..3).map(|i| {
+        (
+            i % 2,
+            event(
+                T0 + 11 * MIN + i as i64 * 1000,
+                &format!("<n{i}@x>"),
+                &format!("n{i}@x"),
+                3000,
+                "new-while-down",
+            ),
+        )
+    }));
+    c.produce(&records);
+    let service = c.start(&config);
+    let alerts = c.wait_for_alerts("the escalation and the new storm", |a| {
+        count(a, "storm_escalated") == 1 && a.iter().any(|x| x["thread_key"] == "new-while-down")
+    });
+    // Give a duplicate, if any, time to appear.
+    std::thread::sleep(Duration::from_secs(2));
+    let alerts = {
+        let again = c.alerts();
+        assert_eq!(again.len(), alerts.len(), "{:?}", kinds(&again));
+        again
+    };
+    service.stop().expect("clean stop");
+    assert_eq!(
+        kinds(&alerts),
+        vec![
+            "storm_started:restart",
+            "storm_escalated:restart",
+            "storm_started:new-while-down"
+        ]
+    );
+    // The escalation carries the start announced before the restart.
+    assert_eq!(alerts[1]["started_at"], alerts[0]["started_at"]);
+    assert_eq!(alerts[1]["storm_id"], alerts[0]["storm_id"]);
+}
+
+#[test]
+fn a_storm_ends_by_wall_clock_when_traffic_stops() {
+    let c = cluster(2);
+    let mut config = c.config.clone();
+    config.detection.quiet_period = Duration::from_secs(2);
+    let service = c.start(&config);
+    let now = now_millis();
+    c.produce(
+        &(0..3)
+            .map(|i| {
+                (
+                    i % 2,
+                    event(
+                        now - 3000 + i as i64 * 100,
+                        &format!("<w{i}@x>"),
+                        &format!("w{i}@x"),
+                        3000,
+                        "wall",
+                    ),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let alerts = c.wait_for_alerts("storm_ended", |a| count(a, "storm_ended") == 1);
+    service.stop().expect("clean stop");
+    assert_eq!(
+        kinds(&alerts),
+        vec!["storm_started:wall", "storm_ended:wall"]
+    );
+    let ended_at =
+        stormwatch::timefmt::parse_rfc3339_millis(alerts[1]["at"].as_str().unwrap_or(""))
+            .expect("at");
+    // Ended by the wall clock: at least the quiet period after the last arrival, after the
+    // (older) event times.
+    assert!(
+        ended_at >= now + 1_500,
+        "ended at {ended_at}, produced at {now}"
+    );
+}
+
+fn http_get(url: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        reqwest::get(url)
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body")
+    })
+}
+
+fn replay(input: &str) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stormwatch"))
+        .arg("replay")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("replay");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("replay runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect()
+}
