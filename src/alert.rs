@@ -7,6 +7,21 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::sync::Arc;
 
+/// The fields every alert carries (contract section 4); others may be added.
+pub const REQUIRED_FIELDS: [&str; 11] = [
+    "kind",
+    "thread_key",
+    "severity",
+    "rule",
+    "at",
+    "started_at",
+    "reply_alls",
+    "distinct_senders",
+    "deliveries",
+    "subject",
+    "block_until",
+];
+
 /// What happened to the storm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -177,6 +192,9 @@ mod tests {
     #[test]
     fn json_has_every_contract_field() {
         let value: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
+        for field in REQUIRED_FIELDS {
+            assert!(value.get(field).is_some(), "{field}");
+        }
         assert_eq!(value["kind"], "storm_started");
         assert_eq!(value["thread_key"], "t");
         assert_eq!(value["severity"], "warning");

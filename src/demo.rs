@@ -11,7 +11,7 @@ use crate::alert::{Alert, AlertKind};
 use crate::config::Config;
 use crate::decode::{decode_json, DecodeOptions};
 use crate::generate::{generate, GenerateOptions, Scenario};
-use crate::service::{self, RunningService, StartOptions};
+use crate::service::{self, StartOptions};
 use crate::timefmt::{format_millis, now_millis, Millis};
 use anyhow::Context;
 use rdkafka::config::ClientConfig;
@@ -141,13 +141,7 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<()> {
             })
             .context("cannot start the demo producer")?
     };
-    wait(
-        &service,
-        options,
-        &producer_done,
-        &started_alerts,
-        &ended_alerts,
-    );
+    wait(options, &producer_done, &started_alerts, &ended_alerts);
     stop.store(true, Ordering::Relaxed);
     match feeder.join() {
         Ok(Ok(produced)) => tracing::info!(produced, "demo producer finished"),
@@ -170,7 +164,6 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<()> {
 /// Waits for Ctrl-C, or (with `exit_when_done`) for the stream to be produced and the storms
 /// it started to end.
 fn wait(
-    service: &RunningService,
     options: &DemoOptions,
     producer_done: &AtomicBool,
     started: &std::sync::atomic::AtomicU64,
@@ -194,7 +187,6 @@ fn wait(
                 }
             });
     }
-    let _ = service;
     loop {
         std::thread::sleep(Duration::from_millis(200));
         if interrupted.load(Ordering::Relaxed) {
@@ -210,8 +202,10 @@ fn wait(
     }
 }
 
-/// Generates the stream and re-times it: event time starts `span / speed` seconds... i.e. the
-/// stream's first event is placed so that its last one lands at "now" when produced.
+/// Generates the stream and re-times it for the compressed clock: event time keeps the
+/// stream's own spacing and ends at the wall-clock time of the start (so every timestamp is in
+/// the past, as the future-skew check requires); each record is due `offset / speed` after the
+/// start. Malformed records go out right after their neighbour.
 fn schedule(options: &DemoOptions) -> anyhow::Result<Vec<Scheduled>> {
     let mut raw = Vec::new();
     generate(
@@ -239,10 +233,7 @@ fn schedule(options: &DemoOptions) -> anyhow::Result<Vec<Scheduled>> {
     let first = times.iter().flatten().min().copied().unwrap_or(0);
     let last = times.iter().flatten().max().copied().unwrap_or(first);
     let speed = i64::from(options.speed.max(1));
-    let span_wall = (last - first) / speed;
-    // Event time at the start: now minus the stream's span, so the last event is about now.
-    let wall_start = now_millis();
-    let event_start = wall_start - (last - first);
+    let event_start = now_millis() - (last - first);
     let mut scheduled = Vec::with_capacity(lines.len());
     let mut previous_due = Duration::ZERO;
     for (line, at) in lines.iter().zip(times) {
@@ -283,7 +274,6 @@ fn schedule(options: &DemoOptions) -> anyhow::Result<Vec<Scheduled>> {
         let payload = serde_json::to_vec(&value).context("cannot re-encode a demo event")?;
         scheduled.push(Scheduled { due, key, payload });
     }
-    let _ = span_wall;
     Ok(scheduled)
 }
 

@@ -1,6 +1,8 @@
 //! The service against librdkafka's mock cluster: the real Kafka protocol, in process, no fakes.
 //! Each test starts its own cluster and service.
 
+mod common;
+
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -186,19 +188,7 @@ fn a_storm_is_announced_once_and_malformed_records_reach_the_dlq() {
     c.produce(&records);
     let alerts = c.wait_for_alerts("storm_started", |a| count(a, "storm_started") == 1);
     let started = &alerts[0];
-    for field in [
-        "kind",
-        "thread_key",
-        "severity",
-        "rule",
-        "at",
-        "started_at",
-        "reply_alls",
-        "distinct_senders",
-        "deliveries",
-        "subject",
-        "block_until",
-    ] {
+    for field in stormwatch::alert::REQUIRED_FIELDS {
         assert!(started.get(field).is_some(), "missing {field}: {started}");
     }
     assert_eq!(started["thread_key"], "storm");
@@ -481,24 +471,6 @@ fn http_get(url: &str) -> String {
 }
 
 fn replay(input: &str) -> Vec<serde_json::Value> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stormwatch"))
-        .arg("replay")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("replay");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("replay runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON"))
-        .collect()
+    let output = common::run(&["replay"], input.as_bytes());
+    common::json_lines(&output.stdout)
 }

@@ -195,19 +195,7 @@ async fn webhook_retries_503s_and_delivers_once() {
     assert_eq!(request.content_type.as_deref(), Some("application/json"));
     let expected: Value = serde_json::from_str(&alert.to_json()).unwrap();
     assert_eq!(request.body, expected, "the alerts topic's JSON, unchanged");
-    for field in [
-        "kind",
-        "thread_key",
-        "severity",
-        "rule",
-        "at",
-        "started_at",
-        "reply_alls",
-        "distinct_senders",
-        "deliveries",
-        "subject",
-        "block_until",
-    ] {
+    for field in stormwatch::alert::REQUIRED_FIELDS {
         assert!(request.body.get(field).is_some(), "{field}");
     }
     assert_eq!(request.body["kind"], "storm_started");

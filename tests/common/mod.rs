@@ -57,19 +57,7 @@ pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
 }
 
 /// The contract's required alert fields.
-pub const REQUIRED_FIELDS: [&str; 11] = [
-    "kind",
-    "thread_key",
-    "severity",
-    "rule",
-    "at",
-    "started_at",
-    "reply_alls",
-    "distinct_senders",
-    "deliveries",
-    "subject",
-    "block_until",
-];
+pub use stormwatch::alert::REQUIRED_FIELDS;
 
 /// An alert reduced to the required fields, as a canonical string (for set comparison).
 pub fn canonical(alert: &serde_json::Value) -> String {
