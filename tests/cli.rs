@@ -96,7 +96,67 @@ fn config_and_environment_change_detection() {
 fn help_lists_every_command() {
     let output = common::run(&["--help"], b"");
     let text = String::from_utf8_lossy(&output.stdout);
-    for command in ["replay", "generate"] {
+    for command in ["replay", "generate", "run", "demo"] {
         assert!(text.contains(command), "{text}");
     }
+}
+
+#[test]
+fn print_config_shows_the_effective_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[detection]\nmin_recipients = 1000\n[sinks.stdout]\nenabled = true\n",
+    )
+    .expect("write");
+    let output = common::binary()
+        .args([
+            "run",
+            "--config",
+            path.to_str().unwrap_or_default(),
+            "--print-config",
+        ])
+        .env("STORMWATCH_RULES__EARLY__ENABLED", "false")
+        .env(
+            "STORMWATCH_KAFKA__PROPERTIES__SASL_MECHANISM",
+            "SCRAM-SHA-512",
+        )
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let printed: toml::Table = text.parse().expect("the printed configuration is TOML");
+    let config = stormwatch::config::Config::from_toml_str(&text).expect("and reads back");
+    assert_eq!(config.detection.min_recipients, 1000);
+    assert!(!config.rules.early.enabled);
+    assert!(config.sinks.stdout.enabled);
+    assert_eq!(
+        config
+            .kafka
+            .properties
+            .get("sasl.mechanism")
+            .map(String::as_str),
+        Some("SCRAM-SHA-512")
+    );
+    assert!(printed.contains_key("limits"));
+}
+
+#[test]
+fn an_unreachable_broker_is_a_clear_error() {
+    let started = std::time::Instant::now();
+    let output = common::binary()
+        .args(["run"])
+        .env("STORMWATCH_KAFKA__BROKERS", "127.0.0.1:1")
+        .env("STORMWATCH_HTTP__LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("stormwatch: cannot reach Kafka at kafka.brokers = 127.0.0.1:1"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }

@@ -259,6 +259,16 @@ pub struct SinksConfig {
     pub alertmanager: UrlSinkConfig,
     /// A generic webhook receiving each alert as JSON.
     pub webhook: UrlSinkConfig,
+    /// Each alert as a JSON line on standard output.
+    pub stdout: StdoutSinkConfig,
+}
+
+/// The stdout sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StdoutSinkConfig {
+    /// Write each alert as a JSON line to standard output.
+    pub enabled: bool,
 }
 
 /// A sink that is off until it has a URL.

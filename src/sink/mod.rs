@@ -15,6 +15,7 @@
 
 pub mod alertmanager;
 pub mod queue;
+pub mod stdout;
 pub mod webhook;
 
 pub use queue::{
@@ -26,6 +27,8 @@ use crate::config::SinksConfig;
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use queue::{OUTCOME_DELIVERED, OUTCOME_DROPPED, OUTCOME_FAILED, OUTCOME_RETRIED};
 
 /// The `sink` metric label of the Alertmanager sink.
 pub const ALERTMANAGER: &str = "alertmanager";
@@ -122,6 +125,7 @@ impl SinkOptions {
 pub struct Sinks {
     handles: Vec<SinkHandle>,
     workers: Vec<SinkWorker>,
+    stdout: Option<stdout::StdoutSink>,
 }
 
 impl Sinks {
@@ -167,12 +171,23 @@ impl Sinks {
             sinks.handles.push(handle);
             sinks.workers.push(worker);
         }
+        if config.stdout.enabled {
+            let sink =
+                stdout::StdoutSink::spawn(metrics).map_err(|e| SinkError::InvalidOption {
+                    name: "sinks.stdout.enabled",
+                    message: format!("cannot start the stdout writer: {e}"),
+                })?;
+            sinks.stdout = Some(sink);
+        }
         Ok(sinks)
     }
 
     /// Hands `alert` to every sink without blocking (see [`SinkHandle::offer`]); a full queue
     /// drops the alert for that sink only.
     pub fn offer(&self, alert: &Alert) {
+        if let Some(stdout) = &self.stdout {
+            stdout.offer(alert);
+        }
         if self.handles.is_empty() {
             return;
         }
@@ -184,12 +199,16 @@ impl Sinks {
 
     /// Whether no sink is configured.
     pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
+        self.handles.is_empty() && self.stdout.is_none()
     }
 
     /// The running sinks' names, as in the `sink` metric label.
     pub fn names(&self) -> Vec<&'static str> {
-        self.handles.iter().map(SinkHandle::name).collect()
+        let mut names: Vec<&'static str> = self.handles.iter().map(SinkHandle::name).collect();
+        if self.stdout.is_some() {
+            names.push(stdout::STDOUT);
+        }
+        names
     }
 
     /// The handles, for callers that offer from several places (clone them freely).
@@ -200,7 +219,10 @@ impl Sinks {
     /// Stops every sink: refuses new alerts, delivers what is queued until `deadline` has
     /// passed (one deadline for all sinks, which drain concurrently), then drops and counts the
     /// rest. Returns `true` when every queue was drained in time.
-    pub async fn shutdown(self, deadline: Duration) -> bool {
+    pub async fn shutdown(mut self, deadline: Duration) -> bool {
+        if let Some(mut stdout) = self.stdout.take() {
+            stdout.close();
+        }
         let until = tokio::time::Instant::now() + deadline;
         for worker in &self.workers {
             worker.begin_shutdown();
