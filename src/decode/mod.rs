@@ -133,10 +133,10 @@ impl<'de> RawEvent<'de> {
             ReferencesField::Wrong => return Err(Malformed::WrongType(Field::References)),
             ReferencesField::Root(root) => root.map(|r| map_cow(r, normalize_message_id)),
         };
-        let subject = match optional(self.subject, Field::Subject, |s| s)? {
-            Some(raw) if !raw.trim().is_empty() => Some(decode_subject(raw)),
-            _ => None,
-        };
+        // Blankness is judged on the decoded subject: `=?UTF-8?B?IA==?=` is a blank subject.
+        let subject = optional(self.subject, Field::Subject, |s| s)?
+            .map(decode_subject)
+            .filter(|s| !s.trim().is_empty());
         Ok(Event {
             timestamp,
             message_id,

@@ -105,6 +105,11 @@ fn blank_subject_and_ids_are_absent() {
     ))
     .unwrap();
     assert_eq!((e.subject, e.thread_id), (None, None));
+    let e = decode(&with(
+        r#""recipient_count": 1, "subject": "=?UTF-8?B?IA==?=""#,
+    ))
+    .unwrap();
+    assert_eq!(e.subject, None);
 }
 
 #[test]

@@ -285,8 +285,10 @@ impl Engine {
         if thread.storm.is_none() {
             return;
         }
-        if let Some(windows) = thread.windows.as_deref_mut() {
-            windows.advance(at);
+        // Windows follow stream time only: a wall-clock end (which may be ahead of it) reads the
+        // statistics at `at` without moving them.
+        if let (Some(windows), Some(now)) = (thread.windows.as_deref_mut(), self.now) {
+            windows.advance(at.min(now));
         }
         alerts.push(thread.alert(AlertKind::StormEnded, key, at, &self.settings));
         thread.storm = None;
@@ -340,13 +342,14 @@ impl Engine {
             self.stats.ignored += 1;
             return Outcome::Ignored;
         };
-        if !message_id.is_empty() {
-            self.record_message(message_id, &key, is_reply_all.then_some(at));
-        }
         if big_audience && !self.normalized_subject.is_empty() {
             self.record_subject(&key);
         }
         let counted = self.apply_to_thread(&key, event, is_reply_all, now, alerts);
+        if !message_id.is_empty() {
+            // Only a reply-all that was counted makes later lines of its message duplicates.
+            self.record_message(message_id, &key, counted.then_some(at));
+        }
         if counted {
             self.stats.counted += 1;
             Outcome::Counted

@@ -941,3 +941,58 @@ fn an_adopted_start_carries_into_later_alerts() {
     assert_eq!(ended.started_at, T0 - MIN);
     assert_eq!(ended.block_until, T0 - MIN + 6 * 60 * MIN);
 }
+
+#[test]
+fn a_wall_clock_end_ahead_of_stream_time_keeps_the_windows_exact() {
+    // Regression: ending a storm at a wall-clock time ahead of stream time must not move the
+    // windows there, or a late reply-all afterwards corrupts their counts.
+    let mut run = Run::new();
+    run.engine.set_arrival_time(0);
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let mut alerts = Vec::new();
+    run.engine.end_idle_storms(T0 + 40 * MIN, &mut alerts);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(
+        alerts[0].reply_alls, 3,
+        "the last hour before the wall-clock end"
+    );
+    run.alerts.clear();
+    // A late reply-all (within the allowed lateness of stream time) re-raises the storm over
+    // the window that still holds the others...
+    run.feed([reply_all(1.5, "late", "z@x", 100_000, "t")]);
+    assert_eq!(run.alerts.len(), 1);
+    assert_eq!(
+        (run.alerts[0].reply_alls, run.alerts[0].deliveries),
+        (4, 109_000)
+    );
+    // ...and as stream time moves on, every count stays exact (no entry removed twice).
+    run.feed([tick(13.0, "clock")]);
+    run.feed([tick(40.0, "clock2")]);
+    let ended = run.alerts.last().unwrap();
+    assert_eq!(ended.kind, AlertKind::StormEnded);
+    assert_eq!(
+        (ended.reply_alls, ended.deliveries, ended.distinct_senders),
+        (4, 109_000, 4)
+    );
+}
+
+#[test]
+fn an_uncounted_reply_all_does_not_make_duplicates() {
+    // With every thread storming, a new thread's reply-all is not counted; a later line of the
+    // same message, once room exists, still counts.
+    let mut run = Run::with(capped(1, 100, 100, 100));
+    run.feed((0..3).map(|i| {
+        reply_all(
+            i as f64 / 10.0,
+            &format!("s{i}"),
+            &format!("s{i}@x"),
+            3000,
+            "storm",
+        )
+    }));
+    run.feed([reply_all(1.0, "x", "a@x", 3000, "other")]);
+    assert_eq!(run.outcomes.last(), Some(&Outcome::Ignored));
+    run.feed([tick(40.0, "clock")]);
+    run.feed([reply_all(40.0, "x", "a@x", 3000, "other")]);
+    assert_eq!(run.outcomes.last(), Some(&Outcome::Counted));
+}

@@ -66,8 +66,8 @@ impl Thread {
         }
     }
 
-    /// The alert of `kind` for this thread's storm at `at`, with the statistics of the last 60
-    /// minutes (the windows must already be advanced to `at`).
+    /// The alert of `kind` for this thread's storm at `at`, with the statistics of the 60
+    /// minutes before `at` (from the running aggregates when `at` is the windows' time).
     pub fn alert(&self, kind: AlertKind, key: &Arc<str>, at: Millis, settings: &Settings) -> Alert {
         let (severity, rule, started_at) = match &self.storm {
             Some(storm) => (storm.severity, storm.rule, storm.started_at),
@@ -76,7 +76,7 @@ impl Thread {
         let stats = self
             .windows
             .as_deref()
-            .map(|w| w.stats(0))
+            .map(|w| w.stats_at(0, at))
             .unwrap_or_default();
         let senders = settings.include_senders.then(|| {
             let names = self.sender_names.as_deref();

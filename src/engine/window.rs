@@ -159,6 +159,8 @@ impl ReplyWindows {
     /// cap pushed out.
     pub fn insert(&mut self, entry: ReplyAll, now: Millis) -> u64 {
         self.advance(now);
+        // The cursors are where the last advance left them; decide membership against that.
+        let now = self.now.max(now);
         self.latest = self.latest.max(entry.at);
         let widest_lower =
             now.saturating_sub(self.aggregates.get(self.widest).map_or(0, |a| a.width));
@@ -205,6 +207,36 @@ impl ReplyWindows {
                 deliveries: u64::try_from(agg.deliveries).unwrap_or(u64::MAX),
                 distinct_senders: agg.senders.len() as u64,
             })
+    }
+
+    /// The aggregates over `(at - width, at]` for the window at `index`, without moving any
+    /// cursor: for an alert decided at a time other than the windows' own (a storm ended by the
+    /// wall clock, which may run ahead of stream time). Counts only what is held, so it is exact
+    /// while `at` is not past the windows' time by more than the widest width minus this one.
+    pub fn stats_at(&self, index: usize, at: Millis) -> WindowStats {
+        if at == self.now {
+            return self.stats(index);
+        }
+        let Some(agg) = self.aggregates.get(index) else {
+            return WindowStats::default();
+        };
+        let lower = at.saturating_sub(agg.width);
+        let mut stats = WindowStats::default();
+        let mut deliveries: u128 = 0;
+        let mut senders = SenderCounts::default();
+        for entry in self.entries.iter().filter(|e| e.at > lower && e.at <= at) {
+            stats.reply_alls += 1;
+            deliveries += u128::from(entry.recipients);
+            senders.insert(entry.sender, 1);
+        }
+        stats.deliveries = u64::try_from(deliveries).unwrap_or(u64::MAX);
+        stats.distinct_senders = senders.len() as u64;
+        stats
+    }
+
+    /// The windows' own time: the stream time they were last advanced to.
+    pub fn now(&self) -> Millis {
+        self.now
     }
 
     /// The distinct sender hashes in the window at `index`, in first-seen order.
@@ -345,6 +377,43 @@ mod tests {
         assert_eq!(w.stats(0).deliveries, u64::MAX);
         w.advance(61 * MIN);
         assert_eq!(w.stats(0).deliveries, 0);
+    }
+
+    #[test]
+    fn stats_at_another_time_leave_the_cursors_alone() {
+        let mut w = ReplyWindows::new(&[60 * MIN, 10 * MIN], 100);
+        w.insert(ra(0, 100, 1), 0);
+        w.insert(ra(2, 200, 2), 2 * MIN);
+        // A wall clock 30 minutes ahead of stream time: the 10-minute window is empty there.
+        assert_eq!(w.stats_at(1, 32 * MIN), WindowStats::default());
+        assert_eq!(w.stats_at(0, 32 * MIN).reply_alls, 2);
+        assert_eq!(
+            w.stats_at(0, 60 * MIN),
+            WindowStats {
+                reply_alls: 1,
+                deliveries: 200,
+                distinct_senders: 1
+            }
+        );
+        // Nothing moved: a late reply-all still lands in the right windows.
+        w.insert(ra(1, 300, 3), 2 * MIN);
+        assert_eq!(
+            w.stats(1),
+            WindowStats {
+                reply_alls: 3,
+                deliveries: 600,
+                distinct_senders: 3
+            }
+        );
+        w.advance(11 * MIN);
+        assert_eq!(
+            w.stats(1),
+            WindowStats {
+                reply_alls: 1,
+                deliveries: 200,
+                distinct_senders: 1
+            }
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@ use std::time::{Duration, Instant};
 /// At most this many alerts are read back per partition (the newest).
 const READ_BACK_PER_PARTITION: i64 = 100_000;
 
-/// The latest storm announced on a thread.
+/// Storms remembered per thread (the newest); a window rarely holds more than one or two.
+const STORMS_PER_THREAD: usize = 8;
+
+/// A storm announced on a thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct AnnouncedStorm {
     started_at: Millis,
@@ -44,21 +47,43 @@ pub enum Verdict {
     },
 }
 
-/// The storms announced on the alerts topic, by thread key.
+/// The storms announced on the alerts topic, by thread key, consulted only while the engine
+/// rebuilds its window after a start: once the input is caught up, every alert is new.
 #[derive(Debug, Default)]
 pub struct Announced {
-    storms: HashMap<Arc<str>, AnnouncedStorm>,
+    storms: HashMap<Arc<str>, Vec<AnnouncedStorm>>,
+    rebuilding: bool,
 }
 
 impl Announced {
     /// Storms known.
     pub fn len(&self) -> usize {
-        self.storms.len()
+        self.storms.values().map(Vec::len).sum()
     }
 
     /// Whether none is known.
     pub fn is_empty(&self) -> bool {
         self.storms.is_empty()
+    }
+
+    /// Whether alerts are still checked against the topic.
+    pub fn is_rebuilding(&self) -> bool {
+        self.rebuilding
+    }
+
+    /// The rebuild is over (the input was read to its end once): from now on every alert is
+    /// new, and the read-back is forgotten. Returns the threads whose last announced storm never
+    /// ended and that the rebuild did not re-derive, for the caller to report.
+    pub fn finish_rebuild(&mut self) -> Vec<Arc<str>> {
+        self.rebuilding = false;
+        let open: Vec<Arc<str>> = self
+            .storms
+            .iter()
+            .filter(|(_, storms)| storms.last().is_some_and(|s| s.ended_at.is_none()))
+            .map(|(key, _)| key.clone())
+            .collect();
+        self.storms = HashMap::new();
+        open
     }
 
     /// Reads the alerts topic (its newest records) within `timeout`.
@@ -88,7 +113,10 @@ impl Announced {
                 }
             }
         }
-        let mut announced = Announced::default();
+        let mut announced = Announced {
+            rebuilding: true,
+            ..Announced::default()
+        };
         if pending.is_empty() {
             return Ok(announced);
         }
@@ -137,62 +165,69 @@ impl Announced {
             "storm_ended" => AlertKind::StormEnded,
             _ => return,
         };
-        self.record(Arc::from(key), kind, started_at, at);
-    }
-
-    fn record(&mut self, key: Arc<str>, kind: AlertKind, started_at: Millis, at: Millis) {
-        let entry = self.storms.entry(key).or_insert(AnnouncedStorm {
-            started_at,
-            escalated: false,
-            ended_at: None,
-        });
-        if started_at > entry.started_at {
-            *entry = AnnouncedStorm {
-                started_at,
-                escalated: false,
-                ended_at: None,
-            };
-        } else if started_at < entry.started_at {
-            // An older storm's alert, read after a newer one's: nothing to learn.
-            return;
-        }
-        match kind {
-            AlertKind::StormStarted => {}
-            AlertKind::StormEscalated => entry.escalated = true,
-            AlertKind::StormEnded => entry.ended_at = Some(at),
-        }
-    }
-
-    /// Decides about an alert the engine produced, and remembers it when it is to be sent.
-    /// `engine_started_at` is the start the engine has for the storm.
-    pub fn check(&mut self, alert: &Alert) -> Verdict {
-        if let Some(known) = self.storms.get(&alert.thread_key) {
-            // The same storm: the announced one had not ended when this one (re)started.
-            let same_storm = match alert.kind {
-                AlertKind::StormStarted => {
-                    known.ended_at.is_none_or(|ended| ended > alert.started_at)
+        let storms = self.storms.entry(Arc::from(key)).or_default();
+        let index = match storms.iter().position(|s| s.started_at == started_at) {
+            Some(index) => index,
+            None => {
+                storms.push(AnnouncedStorm {
+                    started_at,
+                    escalated: false,
+                    ended_at: None,
+                });
+                storms.sort_by_key(|s| s.started_at);
+                if storms.len() > STORMS_PER_THREAD {
+                    storms.remove(0);
                 }
-                _ => known.started_at == alert.started_at,
-            };
-            if same_storm {
-                let already = match alert.kind {
-                    AlertKind::StormStarted => true,
-                    AlertKind::StormEscalated => known.escalated || known.ended_at.is_some(),
-                    AlertKind::StormEnded => known.ended_at.is_some(),
-                };
-                if already {
-                    return Verdict::AlreadyAnnounced {
-                        adopt_started_at: known.started_at,
-                    };
+                match storms.iter().position(|s| s.started_at == started_at) {
+                    Some(index) => index,
+                    None => return,
                 }
             }
+        };
+        let storm = &mut storms[index];
+        match kind {
+            AlertKind::StormStarted => {}
+            AlertKind::StormEscalated => storm.escalated = true,
+            AlertKind::StormEnded => storm.ended_at = Some(at),
         }
-        self.record(
-            alert.thread_key.clone(),
-            alert.kind,
-            alert.started_at,
-            alert.at,
-        );
+    }
+
+    /// Decides about an alert the engine produced. While rebuilding, an alert of a storm the
+    /// topic already has is not sent again: a re-derived start matches the earliest announced
+    /// storm on its thread that had not ended by then; an escalation or end matches by start
+    /// time (the engine adopted the announced one).
+    pub fn check(&mut self, alert: &Alert) -> Verdict {
+        if !self.rebuilding {
+            return Verdict::Publish;
+        }
+        let Some(storms) = self.storms.get_mut(&alert.thread_key) else {
+            return Verdict::Publish;
+        };
+        let matched = match alert.kind {
+            AlertKind::StormStarted => storms
+                .iter_mut()
+                .find(|s| s.ended_at.is_none_or(|ended| ended > alert.started_at)),
+            _ => storms.iter_mut().find(|s| s.started_at == alert.started_at),
+        };
+        let Some(storm) = matched else {
+            return Verdict::Publish;
+        };
+        let already = match alert.kind {
+            AlertKind::StormStarted => true,
+            AlertKind::StormEscalated => storm.escalated || storm.ended_at.is_some(),
+            AlertKind::StormEnded => storm.ended_at.is_some(),
+        };
+        if already {
+            return Verdict::AlreadyAnnounced {
+                adopt_started_at: storm.started_at,
+            };
+        }
+        // New for this storm (it escalated or ended after the restart): remember it is sent.
+        match alert.kind {
+            AlertKind::StormStarted => {}
+            AlertKind::StormEscalated => storm.escalated = true,
+            AlertKind::StormEnded => storm.ended_at = Some(alert.at),
+        }
         Verdict::Publish
     }
 }
@@ -220,7 +255,10 @@ mod tests {
     }
 
     fn from_topic(alerts: &[Alert]) -> Announced {
-        let mut announced = Announced::default();
+        let mut announced = Announced {
+            rebuilding: true,
+            ..Announced::default()
+        };
         for a in alerts {
             announced.record_json(a.to_json().as_bytes());
         }
@@ -283,6 +321,47 @@ mod tests {
         let mut announced = from_topic(&[alert(AlertKind::StormStarted, "other", 1000, 1000)]);
         assert_eq!(
             announced.check(&alert(AlertKind::StormStarted, "t", 1000, 1000)),
+            Verdict::Publish
+        );
+    }
+
+    #[test]
+    fn two_storms_in_the_re_read_window_each_match_their_own() {
+        let mut announced = from_topic(&[
+            alert(AlertKind::StormStarted, "t", 1000, 1000),
+            alert(AlertKind::StormEnded, "t", 1000, 5000),
+            alert(AlertKind::StormStarted, "t", 6000, 6000),
+        ]);
+        assert_eq!(
+            announced.check(&alert(AlertKind::StormStarted, "t", 1100, 1100)),
+            Verdict::AlreadyAnnounced {
+                adopt_started_at: 1000
+            }
+        );
+        assert!(matches!(
+            announced.check(&alert(AlertKind::StormEnded, "t", 1000, 5000)),
+            Verdict::AlreadyAnnounced { .. }
+        ));
+        assert_eq!(
+            announced.check(&alert(AlertKind::StormStarted, "t", 6100, 6100)),
+            Verdict::AlreadyAnnounced {
+                adopt_started_at: 6000
+            }
+        );
+        assert_eq!(
+            announced.check(&alert(AlertKind::StormEnded, "t", 6000, 9000)),
+            Verdict::Publish
+        );
+    }
+
+    #[test]
+    fn after_the_rebuild_every_alert_is_new() {
+        let mut announced = from_topic(&[alert(AlertKind::StormStarted, "t", 1000, 1000)]);
+        assert_eq!(announced.finish_rebuild(), vec![Arc::from("t")]);
+        assert!(!announced.is_rebuilding());
+        // A new storm on the thread, even though the old one never ended on the topic.
+        assert_eq!(
+            announced.check(&alert(AlertKind::StormStarted, "t", 90_000, 90_000)),
             Verdict::Publish
         );
     }

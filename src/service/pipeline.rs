@@ -4,7 +4,7 @@
 //! on a sink, an HTTP request or an async runtime.
 
 use super::announced::{Announced, Verdict};
-use super::producer::{DurableOutput, Output, Settled};
+use super::producer::{DeadLetter, DurableOutput, Output, Settled, MAX_DLQ_PAYLOAD};
 use super::ServiceHandles;
 use crate::alert::{Alert, AlertKind};
 use crate::decode::{decode_json, DecodeOptions, Malformed, DEFAULT_MAX_RECORD_BYTES};
@@ -42,10 +42,11 @@ pub(super) enum Item {
         event: Event<'static>,
         arrived: Instant,
     },
-    /// A malformed record, kept whole for the DLQ.
+    /// A malformed record, kept for the DLQ (its head, when it is larger than the DLQ takes).
     Malformed {
         reason: Malformed,
         payload: Vec<u8>,
+        original_len: usize,
         key: Option<Vec<u8>>,
     },
 }
@@ -129,6 +130,9 @@ impl Detector {
                 self.process(partition, pending);
             }
             if self.merger.caught_up() {
+                if !self.ever_caught_up {
+                    self.finish_rebuild();
+                }
                 self.ever_caught_up = true;
                 let seq = self.offsets.current_seq();
                 self.engine.end_idle_storms(now_millis(), &mut self.alerts);
@@ -140,10 +144,10 @@ impl Detector {
                 self.housekeeping(CommitMode::Async);
             }
         }
-        tracing::info!("shutting down: draining buffered records");
-        while let Some((partition, pending)) = self.merger.next(Millis::MAX) {
-            self.process(partition, pending);
-        }
+        // Records still buffered are not processed: they are not committed either, so the next
+        // start reads them again, in order (processing them now, without the merge's waiting
+        // rule, could end storms early).
+        tracing::info!(buffered = self.merger.buffered(), "shutting down");
         if let Err(error) = self.output.flush(SHUTDOWN_FLUSH) {
             tracing::warn!(%error, in_flight = self.output.in_flight(), "not every record was delivered before shutdown");
         }
@@ -151,6 +155,26 @@ impl Detector {
         self.housekeeping(CommitMode::Sync);
         self.consumer.unsubscribe();
         tracing::info!("detection thread stopped");
+    }
+
+    /// The first time the input is read to its end after a start: the engine's window is
+    /// rebuilt, so alerts are no longer checked against the alerts topic.
+    fn finish_rebuild(&mut self) {
+        let active: std::collections::HashSet<_> = self
+            .engine
+            .active_storms()
+            .into_iter()
+            .map(|s| s.thread_key)
+            .collect();
+        for key in self.announced.finish_rebuild() {
+            if !active.contains(&key) {
+                tracing::warn!(
+                    thread_key = %key,
+                    "a storm announced before the restart has no storm_ended on the alerts topic and was not re-derived: it ended while stormwatch was down"
+                );
+            }
+        }
+        tracing::info!(active = active.len(), "state rebuilt; caught up");
     }
 
     /// Takes up to a batch of records from the consumer into the partition buffers.
@@ -183,7 +207,8 @@ impl Detector {
                             Millis::MIN,
                             Item::Malformed {
                                 reason,
-                                payload: payload.to_vec(),
+                                payload: payload.get(..MAX_DLQ_PAYLOAD).unwrap_or(payload).to_vec(),
+                                original_len: payload.len(),
                                 key: message.key().map(<[u8]>::to_vec),
                             },
                         ),
@@ -268,19 +293,21 @@ impl Detector {
             Item::Malformed {
                 reason,
                 payload,
+                original_len,
                 key,
             } => {
                 let seq = self.offsets.processed(partition, pending.offset, None);
                 self.handles.metrics.record_malformed(reason);
-                match self.output.send_dlq(
-                    &payload,
-                    key.as_deref(),
+                let letter = DeadLetter {
+                    payload: &payload,
+                    original_len,
+                    key: key.as_deref(),
                     reason,
                     partition,
-                    pending.offset,
-                    seq,
-                ) {
-                    Ok(()) => self.offsets.produced(seq),
+                    offset: pending.offset,
+                };
+                match self.output.send_dlq(&letter, seq) {
+                    Ok(()) => self.offsets.produced(seq, self.engine.stream_time()),
                     Err(error) => {
                         tracing::error!(%error, partition, offset = pending.offset, "a malformed record could not be sent to the DLQ")
                     }
@@ -295,15 +322,22 @@ impl Detector {
         let alerts = std::mem::take(&mut self.alerts);
         for alert in alerts {
             if let Verdict::AlreadyAnnounced { adopt_started_at } = self.announced.check(&alert) {
+                let mut alert = alert;
                 if alert.started_at != adopt_started_at {
                     self.engine
                         .adopt_storm_start(&alert.thread_key, adopt_started_at);
+                    alert.block_until += adopt_started_at - alert.started_at;
+                    alert.started_at = adopt_started_at;
                 }
                 tracing::info!(kind = alert.kind.as_str(), thread_key = %alert.thread_key, "already announced before the restart; not sent again");
+                // Alertmanager forgets an alert it is not told about again; keep it current.
+                if alert.kind != AlertKind::StormEnded {
+                    self.handles.sinks.refresh(&alert);
+                }
                 continue;
             }
             match self.output.send_alert(&alert, seq) {
-                Ok(()) => self.offsets.produced(seq),
+                Ok(()) => self.offsets.produced(seq, self.engine.stream_time()),
                 Err(error) => {
                     tracing::error!(%error, thread_key = %alert.thread_key, "an alert could not be produced")
                 }

@@ -81,6 +81,27 @@ pub struct DurableOutput {
     metrics: Arc<Metrics>,
 }
 
+/// A malformed record bound for the DLQ.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetter<'a> {
+    /// Its bytes (or their head, for a record larger than [`MAX_DLQ_PAYLOAD`]).
+    pub payload: &'a [u8],
+    /// Its length as read.
+    pub original_len: usize,
+    /// Its Kafka key.
+    pub key: Option<&'a [u8]>,
+    /// Why it is malformed.
+    pub reason: Malformed,
+    /// Where it was read.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+}
+
+/// The most of a malformed record's bytes sent to the DLQ (below librdkafka's default
+/// `message.max.bytes` of 1,000,000 with room for headers).
+pub const MAX_DLQ_PAYLOAD: usize = 512 * 1024;
+
 /// How long a full producer queue is waited on per attempt before trying again.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -129,15 +150,20 @@ impl DurableOutput {
     }
 
     /// Sends a malformed record to the DLQ with its original bytes and where it came from.
-    pub fn send_dlq(
-        &self,
-        payload: &[u8],
-        key: Option<&[u8]>,
-        reason: Malformed,
-        partition: i32,
-        offset: i64,
-        seq: u64,
-    ) -> Result<(), KafkaError> {
+    pub fn send_dlq(&self, letter: &DeadLetter<'_>, seq: u64) -> Result<(), KafkaError> {
+        let DeadLetter {
+            payload,
+            original_len,
+            key,
+            reason,
+            partition,
+            offset,
+        } = *letter;
+        // A record near the input's size limit would exceed the producer's message size: keep the
+        // head, and say so, rather than lose the record from the DLQ.
+        let truncated = original_len > payload.len() || payload.len() > MAX_DLQ_PAYLOAD;
+        let original_length = original_len.max(payload.len()).to_string();
+        let payload = payload.get(..MAX_DLQ_PAYLOAD).unwrap_or(payload);
         let partition_text = partition.to_string();
         let offset_text = offset.to_string();
         let detail = reason.to_string();
@@ -162,6 +188,14 @@ impl DurableOutput {
                 key: "stormwatch.source_offset",
                 value: Some(offset_text.as_str()),
             });
+        let headers = if truncated {
+            headers.insert(Header {
+                key: "stormwatch.truncated_from_bytes",
+                value: Some(original_length.as_str()),
+            })
+        } else {
+            headers
+        };
         let mut record = BaseRecord::with_opaque_to(&self.dlq_topic, Box::new((Output::Dlq, seq)))
             .payload(payload)
             .headers(headers);

@@ -197,6 +197,16 @@ impl Sinks {
         }
     }
 
+    /// Re-offers an alert already announced (before a restart) to the sinks that hold state
+    /// about active storms, Alertmanager, so it keeps an ongoing storm firing; stateless sinks
+    /// (webhook, stdout) would only see a duplicate and are skipped.
+    pub fn refresh(&self, alert: &Alert) {
+        let alert = Arc::new(alert.clone());
+        for handle in self.handles.iter().filter(|h| h.name() == ALERTMANAGER) {
+            handle.offer(Arc::clone(&alert));
+        }
+    }
+
     /// Whether no sink is configured.
     pub fn is_empty(&self) -> bool {
         self.handles.is_empty() && self.stdout.is_none()

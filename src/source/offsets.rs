@@ -45,8 +45,8 @@ pub struct OffsetTracker {
     partitions: BTreeMap<i32, PartitionOffsets>,
     holdback: Millis,
     next_seq: u64,
-    /// Sequence -> effects still in flight.
-    in_flight: BTreeMap<u64, u32>,
+    /// Sequence -> (effects still in flight, stream time when the first was produced).
+    in_flight: BTreeMap<u64, (u32, Option<Millis>)>,
 }
 
 impl OffsetTracker {
@@ -91,14 +91,16 @@ impl OffsetTracker {
         self.next_seq
     }
 
-    /// An effect (alert, DLQ record) of record `seq` was handed to the producer.
-    pub fn produced(&mut self, seq: u64) {
-        *self.in_flight.entry(seq).or_insert(0) += 1;
+    /// An effect (alert, DLQ record) of record `seq` was handed to the producer, at stream time
+    /// `stream_time`. While it is in flight, the holdback is measured from that stream time, so
+    /// however long the producer takes, a restart still re-reads the window that caused it.
+    pub fn produced(&mut self, seq: u64, stream_time: Option<Millis>) {
+        self.in_flight.entry(seq).or_insert((0, stream_time)).0 += 1;
     }
 
     /// The producer settled an effect of record `seq` (delivered, or failed for good).
     pub fn settled(&mut self, seq: u64) {
-        if let Some(count) = self.in_flight.get_mut(&seq) {
+        if let Some((count, _)) = self.in_flight.get_mut(&seq) {
             *count -= 1;
             if *count == 0 {
                 self.in_flight.remove(&seq);
@@ -108,7 +110,7 @@ impl OffsetTracker {
 
     /// Effects in flight.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.values().map(|&c| c as usize).sum()
+        self.in_flight.values().map(|&(c, _)| c as usize).sum()
     }
 
     /// Forgets revoked partitions.
@@ -124,8 +126,12 @@ impl OffsetTracker {
         let Some(now) = stream_time else {
             return Vec::new();
         };
-        let horizon = now.saturating_sub(self.holdback);
-        let oldest_in_flight = self.in_flight.keys().next().copied();
+        let oldest = self.in_flight.iter().next();
+        let oldest_in_flight = oldest.map(|(&seq, _)| seq);
+        let reference = oldest
+            .and_then(|(_, &(_, produced_at))| produced_at)
+            .map_or(now, |produced_at| produced_at.min(now));
+        let horizon = reference.saturating_sub(self.holdback);
         let mut out = Vec::new();
         for (&partition, p) in &mut self.partitions {
             let Some((last_seq, last_offset)) = p.last else {
@@ -198,7 +204,7 @@ mod tests {
         for i in 0..10 {
             seqs.push(t.processed(0, i, Some(i * 2 * S)));
         }
-        t.produced(seqs[4]);
+        t.produced(seqs[4], Some(100 * S));
         assert_eq!(t.commit_points(Some(100 * S)), vec![(0, 4)]);
         assert_eq!(t.in_flight(), 1);
         t.settled(seqs[4]);
@@ -210,12 +216,33 @@ mod tests {
         let mut t = OffsetTracker::new(0);
         let a = t.processed(0, 0, Some(0));
         t.processed(1, 0, Some(2 * S));
-        t.produced(a);
+        t.produced(a, Some(100 * S));
         t.processed(1, 1, Some(4 * S));
         // Partition 1's records came after the in-flight effect's record.
         assert_eq!(t.commit_points(Some(100 * S)), vec![(0, 0)]);
         t.settled(a);
         assert_eq!(t.commit_points(Some(100 * S)), vec![(0, 1), (1, 2)]);
+    }
+
+    #[test]
+    fn a_long_in_flight_effect_keeps_its_window_re_readable() {
+        let mut t = OffsetTracker::new(HOLD);
+        let mut seqs = Vec::new();
+        for i in 0..10 {
+            seqs.push(t.processed(0, i, Some(i * 60 * S)));
+        }
+        // The alert of the record at 9 minutes is produced at stream time 9 minutes and stays
+        // unacknowledged while stream time runs on to 90 minutes.
+        t.produced(seqs[9], Some(9 * 60 * S));
+        for i in 10..90 {
+            t.processed(0, i, Some(i * 60 * S));
+        }
+        // Measured from the stream time of the in-flight alert (9 minutes, minus the one-minute
+        // holdback here), the commit stops at 8 minutes: the alert's record and its window are
+        // read again after a crash, however far stream time has run.
+        assert_eq!(t.commit_points(Some(90 * 60 * S)), vec![(0, 8)]);
+        t.settled(seqs[9]);
+        assert_eq!(t.commit_points(Some(90 * 60 * S)), vec![(0, 89)]);
     }
 
     #[test]
