@@ -474,3 +474,57 @@ fn replay(input: &str) -> Vec<serde_json::Value> {
     let output = common::run(&["replay"], input.as_bytes());
     common::json_lines(&output.stdout)
 }
+
+#[test]
+fn the_binary_shuts_down_cleanly_on_sigterm() {
+    let c = cluster(2);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stormwatch"))
+        .arg("run")
+        .env("STORMWATCH_KAFKA__BROKERS", c.cluster.bootstrap_servers())
+        .env("STORMWATCH_HTTP__LISTEN", "127.0.0.1:0")
+        .env("STORMWATCH_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("stormwatch run starts");
+    c.produce(
+        &(0..3)
+            .map(|i| {
+                (
+                    i % 2,
+                    event(
+                        T0 + i as i64 * MIN,
+                        &format!("<t{i}@x>"),
+                        &format!("t{i}@x"),
+                        3000,
+                        "term",
+                    ),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    c.wait_for_alerts("storm_started", |a| count(a, "storm_started") == 1);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stormwatch did not stop within 20 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut logs = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        use std::io::Read;
+        let _ = stderr.read_to_string(&mut logs);
+    }
+    assert!(exit.success(), "exit {exit:?}\n{logs}");
+    assert!(logs.contains("stormwatch stopped"), "{logs}");
+}
