@@ -41,7 +41,7 @@ DASHBOARD = ROOT / "dashboards/stormwatch.json"
 COMPOSE = ROOT / "deploy/compose.yaml"
 K8S = ROOT / "deploy/kubernetes"
 ALERTMANAGER_CONFIG = ROOT / "deploy/alertmanager/alertmanager.yml"
-OPERATING = ROOT / "deploy/README-operating.md"
+OPERATING = ROOT / "README.md"
 METRICS_SOURCE = ROOT / "src/metrics.rs"
 
 # The alerts issue 5 asks for; each must exist, fire in a test and stay silent in another.
