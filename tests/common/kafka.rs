@@ -1,0 +1,175 @@
+//! A mock Kafka cluster for behaviour tests: librdkafka's own, in process, real protocol.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use stormwatch::config::Config;
+use stormwatch::service::{self, RunningService, StartOptions};
+use stormwatch::timefmt::{format_millis, Millis};
+
+pub const MIN: Millis = 60_000;
+
+pub struct Cluster {
+    pub cluster: MockCluster<'static, DefaultProducerContext>,
+    pub config: Config,
+}
+
+pub fn cluster(partitions: i32) -> Cluster {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let mut config = Config::default();
+    config.kafka.brokers = cluster.bootstrap_servers();
+    config.http.listen = "127.0.0.1:0".into();
+    cluster
+        .create_topic(&config.kafka.topic, partitions, 1)
+        .expect("topic");
+    cluster
+        .create_topic(&config.kafka.alerts_topic, 1, 1)
+        .expect("alerts topic");
+    cluster
+        .create_topic(&config.kafka.dlq_topic, 1, 1)
+        .expect("dlq topic");
+    Cluster { cluster, config }
+}
+
+impl Cluster {
+    pub fn producer(&self) -> ThreadedProducer<DefaultProducerContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.cluster.bootstrap_servers())
+            .create()
+            .expect("producer")
+    }
+
+    /// Produces `(partition, payload)` records and waits for them to be delivered.
+    pub fn produce(&self, records: &[(i32, String)]) {
+        let producer = self.producer();
+        for (partition, payload) in records {
+            producer
+                .send(
+                    BaseRecord::<(), _>::to(&self.config.kafka.topic)
+                        .partition(*partition)
+                        .payload(payload),
+                )
+                .map_err(|(e, _)| e)
+                .expect("send");
+        }
+        producer.flush(Duration::from_secs(10)).expect("flush");
+    }
+
+    pub fn start(&self, config: &Config) -> RunningService {
+        service::start(config, StartOptions::default()).expect("service starts")
+    }
+
+    /// Every record on `topic`, read from the beginning to the end.
+    pub fn read_all(&self, topic: &str) -> Vec<(Vec<u8>, HashMap<String, String>)> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.cluster.bootstrap_servers())
+            .set("group.id", "test-reader")
+            .set("enable.partition.eof", "true")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("reader");
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, 0, Offset::Beginning)
+            .expect("partition");
+        consumer.assign(&list).expect("assign");
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    let mut headers = HashMap::new();
+                    if let Some(h) = m.headers() {
+                        for header in h.iter() {
+                            headers.insert(
+                                header.key.to_string(),
+                                String::from_utf8_lossy(header.value.unwrap_or_default())
+                                    .into_owned(),
+                            );
+                        }
+                    }
+                    out.push((m.payload().unwrap_or_default().to_vec(), headers));
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        self.read_all(&self.config.kafka.alerts_topic)
+            .into_iter()
+            .map(|(payload, _)| serde_json::from_slice(&payload).expect("alert JSON"))
+            .collect()
+    }
+
+    /// Waits until the alerts topic satisfies `done`.
+    pub fn wait_for_alerts(
+        &self,
+        what: &str,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let alerts = self.alerts();
+            if done(&alerts) {
+                return alerts;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; alerts: {alerts:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+pub fn event(at: Millis, id: &str, sender: &str, recipients: u64, thread: &str) -> String {
+    serde_json::json!({
+        "timestamp": format_millis(at), "message_id": id, "sender": sender,
+        "recipient_count": recipients, "thread_id": thread, "subject": format!("Re: {thread}"),
+    })
+    .to_string()
+}
+
+pub fn kinds(alerts: &[serde_json::Value]) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|a| {
+            format!(
+                "{}:{}",
+                a["kind"].as_str().unwrap_or(""),
+                a["thread_key"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+pub fn count(alerts: &[serde_json::Value], kind: &str) -> usize {
+    alerts.iter().filter(|a| a["kind"] == kind).count()
+}
+
+/// 2024-03-04T09:00:00Z
+pub const T0: Millis = 1_709_542_800_000;
+
+/// GET a URL and return its body.
+pub fn http_get(url: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        reqwest::get(url)
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body")
+    })
+}
