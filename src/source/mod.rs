@@ -136,12 +136,15 @@ impl ClientContext for SourceContext {
     fn stats(&self, statistics: Statistics) {
         if let Some(topic) = statistics.topics.get(&self.topic) {
             for (id, partition) in &topic.partitions {
-                // librdkafka reports an internal partition -1, and -1 lags for unknown ones.
-                if *id >= 0 && partition.consumer_lag >= 0 {
+                // librdkafka's own `consumer_lag` is measured from the committed offset, which
+                // stormwatch keeps one window behind on purpose; the lag that matters is from
+                // what the application has read (`app_offset`, the next offset it will get) to
+                // the end of the log. -1 means unknown; partition -1 is librdkafka's internal one.
+                if *id >= 0 && partition.ls_offset >= 0 && partition.app_offset >= 0 {
                     self.metrics
                         .kafka_consumer_lag
                         .with_label_values(&[&id.to_string()])
-                        .set(partition.consumer_lag);
+                        .set((partition.ls_offset - partition.app_offset).max(0));
                 }
             }
         }

@@ -115,7 +115,7 @@ impl Cluster {
         what: &str,
         done: impl Fn(&[serde_json::Value]) -> bool,
     ) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let alerts = self.alerts();
             if done(&alerts) {
