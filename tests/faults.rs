@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::kafka::{cluster, count, event, kinds, Cluster, MIN, T0};
+use common::kafka::{cluster, count, kinds, storm, Cluster};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -21,23 +21,6 @@ fn spawn(c: &Cluster) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("stormwatch run starts")
-}
-
-fn storm(thread: &str, from: i64, to: i64, minute0: i64) -> Vec<(i32, String)> {
-    (from..to)
-        .map(|i| {
-            (
-                (i % 2) as i32,
-                event(
-                    T0 + (minute0 + i) * MIN,
-                    &format!("<{thread}{i}@x>"),
-                    &format!("{thread}{i}@x"),
-                    3000,
-                    thread,
-                ),
-            )
-        })
-        .collect()
 }
 
 #[test]

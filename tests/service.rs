@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::kafka::{cluster, count, event, http_get, kinds, MIN, T0};
+use common::kafka::{cluster, count, event, http_get, kinds, storm, MIN, T0};
 use std::time::{Duration, Instant};
 use stormwatch::timefmt::{format_millis, now_millis};
 
@@ -223,22 +223,7 @@ fn a_restart_mid_storm_does_not_announce_it_twice_and_announces_what_started_whi
         .properties
         .insert("heartbeat.interval.ms".into(), "500".into());
     let service = c.start(&config);
-    c.produce(
-        &(0..3)
-            .map(|i| {
-                (
-                    i % 2,
-                    event(
-                        T0 + i as i64 * MIN,
-                        &format!("<a{i}@x>"),
-                        &format!("a{i}@x"),
-                        3000,
-                        "restart",
-                    ),
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
+    c.produce(&storm("restart", 0, 3, 0));
     c.wait_for_alerts("storm_started", |a| count(a, "storm_started") == 1);
     service.stop().expect("clean stop");
 
@@ -352,22 +337,7 @@ fn the_binary_shuts_down_cleanly_on_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("stormwatch run starts");
-    c.produce(
-        &(0..3)
-            .map(|i| {
-                (
-                    i % 2,
-                    event(
-                        T0 + i as i64 * MIN,
-                        &format!("<t{i}@x>"),
-                        &format!("t{i}@x"),
-                        3000,
-                        "term",
-                    ),
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
+    c.produce(&storm("term", 0, 3, 0));
     c.wait_for_alerts("storm_started", |a| count(a, "storm_started") == 1);
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -173,3 +173,22 @@ pub fn http_get(url: &str) -> String {
             .expect("body")
     })
 }
+
+/// Reply-alls `from..to` of a storm on `thread`, one a minute from `minute0` after [`T0`],
+/// alternating between partitions 0 and 1, each from its own sender.
+pub fn storm(thread: &str, from: i64, to: i64, minute0: i64) -> Vec<(i32, String)> {
+    (from..to)
+        .map(|i| {
+            (
+                (i % 2) as i32,
+                event(
+                    T0 + (minute0 + i) * MIN,
+                    &format!("<{thread}{i}@x>"),
+                    &format!("{thread}{i}@x"),
+                    3000,
+                    thread,
+                ),
+            )
+        })
+        .collect()
+}
