@@ -382,7 +382,7 @@ impl Background {
     /// consistently for every message of the conversation.
     fn thread_for(&mut self, root: u64) -> bool {
         let h = super::event::mix64(self.salt ^ root.wrapping_mul(31));
-        if h % 8 == 0 {
+        if h.is_multiple_of(8) {
             self.b.thread.clear();
             super::names::push_hex(&mut self.b.thread, h >> 1, 16);
             true
