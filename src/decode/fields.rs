@@ -3,6 +3,7 @@
 //! the rest of the object must still be consumed so the parser stays in step. Strings are
 //! borrowed from the input unless they contain escapes.
 
+use super::reason::Field;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -288,20 +289,10 @@ impl<'de> Deserialize<'de> for ReferencesField<'de> {
     }
 }
 
-/// The keys of the event object; anything else is ignored, as the contract says.
+/// A key of the event object: one of the schema's fields, or `None` for anything else (ignored,
+/// as the contract says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Key {
-    Timestamp,
-    MessageId,
-    Sender,
-    RecipientCount,
-    Recipients,
-    ThreadId,
-    InReplyTo,
-    References,
-    Subject,
-    Other,
-}
+pub struct Key(pub Option<Field>);
 
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -312,18 +303,19 @@ impl<'de> Deserialize<'de> for Key {
                 f.write_str("a field name")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-                Ok(match v {
-                    "timestamp" => Key::Timestamp,
-                    "message_id" => Key::MessageId,
-                    "sender" => Key::Sender,
-                    "recipient_count" => Key::RecipientCount,
-                    "recipients" => Key::Recipients,
-                    "thread_id" => Key::ThreadId,
-                    "in_reply_to" => Key::InReplyTo,
-                    "references" => Key::References,
-                    "subject" => Key::Subject,
-                    _ => Key::Other,
-                })
+                // A match on the literal names: this runs for every key of every event.
+                Ok(Key(match v {
+                    "timestamp" => Some(Field::Timestamp),
+                    "message_id" => Some(Field::MessageId),
+                    "sender" => Some(Field::Sender),
+                    "recipient_count" => Some(Field::RecipientCount),
+                    "recipients" => Some(Field::Recipients),
+                    "thread_id" => Some(Field::ThreadId),
+                    "in_reply_to" => Some(Field::InReplyTo),
+                    "references" => Some(Field::References),
+                    "subject" => Some(Field::Subject),
+                    _ => None,
+                }))
             }
         }
         deserializer.deserialize_str(V)

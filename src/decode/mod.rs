@@ -204,46 +204,46 @@ impl<'de> Visitor<'de> for TopLevel {
         };
         while let Some(key) = map.next_key::<Key>()? {
             match key {
-                Key::Timestamp => {
+                Key(Some(Field::Timestamp)) => {
                     raw.timestamp = map.next_value()?;
                     note(Field::Timestamp, raw.timestamp == TimestampField::Wrong);
                 }
-                Key::MessageId => {
+                Key(Some(Field::MessageId)) => {
                     raw.message_id = map.next_value()?;
                     note(Field::MessageId, raw.message_id == StrField::Wrong);
                 }
-                Key::Sender => {
+                Key(Some(Field::Sender)) => {
                     raw.sender = map.next_value()?;
                     note(Field::Sender, raw.sender == StrField::Wrong);
                 }
-                Key::RecipientCount => {
+                Key(Some(Field::RecipientCount)) => {
                     raw.recipient_count = map.next_value()?;
                     note(
                         Field::RecipientCount,
                         raw.recipient_count == CountField::Wrong,
                     );
                 }
-                Key::Recipients => {
+                Key(Some(Field::Recipients)) => {
                     raw.recipients = map.next_value()?;
                     note(Field::Recipients, raw.recipients == RecipientsField::Wrong);
                 }
-                Key::ThreadId => {
+                Key(Some(Field::ThreadId)) => {
                     raw.thread_id = map.next_value()?;
                     note(Field::ThreadId, raw.thread_id == StrField::Wrong);
                 }
-                Key::InReplyTo => {
+                Key(Some(Field::InReplyTo)) => {
                     raw.in_reply_to = map.next_value()?;
                     note(Field::InReplyTo, raw.in_reply_to == StrField::Wrong);
                 }
-                Key::References => {
+                Key(Some(Field::References)) => {
                     raw.references = map.next_value()?;
                     note(Field::References, raw.references == ReferencesField::Wrong);
                 }
-                Key::Subject => {
+                Key(Some(Field::Subject)) => {
                     raw.subject = map.next_value()?;
                     note(Field::Subject, raw.subject == StrField::Wrong);
                 }
-                Key::Other => {
+                Key(None) => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }

@@ -225,3 +225,23 @@ proptest::proptest! {
         let _ = decode_json(text.as_bytes(), &opts());
     }
 }
+
+#[test]
+fn every_field_name_is_a_recognised_key() {
+    use serde::de::IntoDeserializer;
+    for field in [
+        Field::Timestamp,
+        Field::MessageId,
+        Field::Sender,
+        Field::RecipientCount,
+        Field::Recipients,
+        Field::ThreadId,
+        Field::InReplyTo,
+        Field::References,
+        Field::Subject,
+    ] {
+        let key: Result<fields::Key, serde::de::value::Error> =
+            serde::Deserialize::deserialize(field.name().into_deserializer());
+        assert_eq!(key.map(|k| k.0), Ok(Some(field)));
+    }
+}
