@@ -63,6 +63,13 @@ impl Severity {
             Severity::Critical => "critical",
         }
     }
+
+    /// The severity a wire name names (for alerts read back from the alerts topic).
+    pub fn from_wire(name: &str) -> Option<Self> {
+        [Severity::Warning, Severity::Critical]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
 }
 
 /// The rules of contract section 3, in the order that breaks ties within a severity.
@@ -88,6 +95,18 @@ impl RuleName {
             RuleName::Early => "early",
             RuleName::Sustained => "sustained",
         }
+    }
+
+    /// The rule a wire name names (for alerts read back from the alerts topic).
+    pub fn from_wire(name: &str) -> Option<Self> {
+        [
+            RuleName::Exchange,
+            RuleName::Amplification,
+            RuleName::Early,
+            RuleName::Sustained,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
     }
 }
 

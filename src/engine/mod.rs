@@ -114,6 +114,26 @@ pub struct StormSnapshot {
     pub subject: Option<Arc<str>>,
 }
 
+/// A storm announced before a restart that the rebuilt window did not re-derive (the backlog
+/// was skipped, the alerts topic holds more history than the input, or the rules changed): the
+/// engine carries it on so it ends (and is announced as ended) like any other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumedStorm {
+    /// Its thread.
+    pub thread_key: Arc<str>,
+    /// Its severity and rule as last announced.
+    pub severity: Severity,
+    /// The rule that decided the severity.
+    pub rule: RuleName,
+    /// The announced start.
+    pub started_at: Millis,
+    /// The latest time the alerts topic shows it active (its newest alert's `at`): the quiet
+    /// period is counted from here unless a newer reply-all arrives.
+    pub last_active: Millis,
+    /// The announced subject.
+    pub subject: Option<Arc<str>>,
+}
+
 /// What the engine remembers of a message id.
 #[derive(Debug, Clone)]
 struct MessageRecord {
@@ -252,6 +272,50 @@ impl Engine {
             }
             None => false,
         }
+    }
+
+    /// Carries on a storm announced before a restart that the engine did not re-derive, so it
+    /// ends by the usual rules: when stream time passes `last_active + quiet_period` (at once,
+    /// if it already has), or by the wall clock once caught up, unless new reply-alls keep it
+    /// going (they escalate it as usual). Returns whether it was taken on: not when the thread
+    /// already has an active storm, nor when every tracked thread has one and the cap is
+    /// reached.
+    pub fn resume_storm(&mut self, resumed: ResumedStorm, alerts: &mut Vec<Alert>) -> bool {
+        let key = self.intern(&resumed.thread_key);
+        let Some(thread) = thread_entry(
+            &mut self.threads,
+            &key,
+            self.settings.max_threads,
+            &mut self.stats,
+        ) else {
+            return false;
+        };
+        if thread.storm.is_some() {
+            return false;
+        }
+        if thread.subject.is_none() {
+            thread.subject = resumed.subject;
+        }
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        thread.storm = Some(Storm {
+            started_at: resumed.started_at,
+            severity: resumed.severity,
+            rule: resumed.rule,
+            epoch,
+            last_arrival: self.arrival,
+        });
+        let latest = thread
+            .windows
+            .as_deref()
+            .map_or(resumed.last_active, |w| w.latest().max(resumed.last_active));
+        let deadline = latest.saturating_add(self.settings.quiet_period);
+        self.deadlines.push(Reverse((deadline, key.clone(), epoch)));
+        self.active.insert(key);
+        if let Some(now) = self.now {
+            self.end_quiet_storms(now, alerts);
+        }
+        true
     }
 
     /// Ends every active storm for which no reply-all has arrived for `quiet_period` of wall-clock

@@ -996,3 +996,90 @@ fn an_uncounted_reply_all_does_not_make_duplicates() {
     run.feed([reply_all(40.0, "x", "a@x", 3000, "other")]);
     assert_eq!(run.outcomes.last(), Some(&Outcome::Counted));
 }
+
+// ---- storms carried over a restart -----------------------------------------------------------
+
+fn resumed(key: &str, last_active: Millis) -> ResumedStorm {
+    ResumedStorm {
+        thread_key: Arc::from(key),
+        severity: Severity::Critical,
+        rule: RuleName::Exchange,
+        started_at: T0 - 10 * MIN,
+        last_active,
+        subject: Some(Arc::from("Re: all staff")),
+    }
+}
+
+#[test]
+fn a_resumed_storm_ends_when_stream_time_passes_its_quiet_period() {
+    let mut run = Run::new();
+    run.feed([tick(0.0, "c0")]);
+    assert!(run.engine.resume_storm(resumed("t", T0), &mut run.alerts));
+    assert!(run.alerts.is_empty(), "still within its quiet period");
+    assert_eq!(run.engine.active_storms().len(), 1);
+    run.feed([tick(29.0, "c1")]);
+    assert!(run.alerts.is_empty());
+    run.feed([tick(30.0, "c2")]);
+    let ended = run.alerts.last().expect("storm_ended");
+    assert_eq!(
+        (ended.kind, ended.severity, ended.rule),
+        (AlertKind::StormEnded, Severity::Critical, RuleName::Exchange)
+    );
+    assert_eq!(ended.at, T0 + 30 * MIN);
+    assert_eq!(ended.started_at, T0 - 10 * MIN, "the announced start");
+    assert_eq!(ended.block_until, T0 - 10 * MIN + 6 * 60 * MIN);
+    assert_eq!(ended.subject.as_deref(), Some("Re: all staff"));
+    assert_eq!(ended.reply_alls, 0, "none seen in its last hour");
+}
+
+#[test]
+fn a_resumed_storm_long_quiet_ends_at_once() {
+    let mut run = Run::new();
+    run.feed([tick(120.0, "c0")]);
+    assert!(run.engine.resume_storm(resumed("t", T0), &mut run.alerts));
+    assert_eq!(run.kinds(), [(AlertKind::StormEnded, "t", Severity::Critical, RuleName::Exchange)]);
+    assert_eq!(run.alerts[0].at, T0 + 120 * MIN);
+    assert!(run.engine.active_storms().is_empty());
+}
+
+#[test]
+fn new_reply_alls_keep_a_resumed_storm_going_without_a_new_start() {
+    let mut run = Run::new();
+    run.feed([tick(0.0, "c0")]);
+    assert!(run.engine.resume_storm(resumed("t", T0), &mut run.alerts));
+    run.feed((0..12).map(|i| reply_all(20.0 + i as f64, &format!("m{i}"), &format!("s{i}@x"), 3000, "t")));
+    assert!(
+        run.alerts.is_empty(),
+        "the critical storm goes on: no second start, no escalation: {:?}",
+        run.kinds()
+    );
+    run.feed([tick(60.0, "c1")]);
+    assert!(run.alerts.is_empty(), "the last reply-all (minute 31) is 29 minutes old");
+    run.feed([tick(61.0, "c2")]);
+    let ended = run.alerts.last().expect("storm_ended");
+    assert_eq!(ended.kind, AlertKind::StormEnded);
+    assert_eq!(ended.reply_alls, 12);
+}
+
+#[test]
+fn a_thread_with_an_active_storm_is_not_resumed_over() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    assert!(!run.engine.resume_storm(resumed("t", T0), &mut run.alerts));
+    assert_eq!(run.engine.active_storms()[0].severity, Severity::Warning);
+}
+
+#[test]
+fn a_resumed_storm_ends_by_wall_clock_when_idle() {
+    let mut run = Run::new();
+    let wall = 1_800_000_000_000;
+    run.engine.set_arrival_time(wall);
+    run.feed([tick(0.0, "c0")]);
+    assert!(run.engine.resume_storm(resumed("t", T0), &mut run.alerts));
+    let mut alerts = Vec::new();
+    run.engine.end_idle_storms(wall + 29 * MIN, &mut alerts);
+    assert!(alerts.is_empty());
+    run.engine.end_idle_storms(wall + 30 * MIN, &mut alerts);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].at, wall + 30 * MIN);
+}

@@ -4,7 +4,8 @@
 //! Liveness (`/healthz`) only says the process answers; readiness says it detects storms on
 //! current data: it has partitions assigned, it has read them to their end (a restarted
 //! instance replaying its window is not yet up to date), its consumer lag is acceptable, and it
-//! is not shutting down. Each condition is one atomic flag set by the service loop and read by
+//! can write its alerts and DLQ records (a permanent producer error holds offsets back until
+//! a restart), and is not shutting down. Each condition is one atomic flag set by the service loop and read by
 //! the HTTP handler: no lock between the consumer and the probe.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ pub struct Readiness {
     assigned: AtomicBool,
     caught_up: AtomicBool,
     lag_ok: AtomicBool,
+    output_failed: AtomicBool,
     shutting_down: AtomicBool,
 }
 
@@ -32,6 +34,7 @@ impl Readiness {
             assigned: AtomicBool::new(false),
             caught_up: AtomicBool::new(false),
             lag_ok: AtomicBool::new(true),
+            output_failed: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -51,6 +54,12 @@ impl Readiness {
         self.lag_ok.store(lag_ok, Ordering::Relaxed);
     }
 
+    /// The alerts or DLQ topic refused a record for good: not ready until a restart (offsets
+    /// are held at that record, so the restart makes its alert again).
+    pub fn set_output_failed(&self) {
+        self.output_failed.store(true, Ordering::Relaxed);
+    }
+
     /// Marks the instance as shutting down: not ready from now on, so traffic and rollouts move
     /// on while it drains. `serve` calls this when its shutdown signal fires.
     pub fn set_shutting_down(&self) {
@@ -67,6 +76,8 @@ impl Readiness {
             Err("catching up")
         } else if !self.lag_ok.load(Ordering::Relaxed) {
             Err("consumer lag too high")
+        } else if self.output_failed.load(Ordering::Relaxed) {
+            Err("a record could not be written to the alerts or DLQ topic; offsets held until restart")
         } else {
             Ok(())
         }
@@ -94,6 +105,8 @@ mod tests {
         assert_eq!(readiness.check(), Err("consumer lag too high"));
         readiness.set_lag_ok(true);
         assert_eq!(readiness.check(), Ok(()));
+        readiness.set_output_failed();
+        assert!(readiness.check().is_err_and(|reason| reason.contains("offsets held")));
         readiness.set_shutting_down();
         assert_eq!(readiness.check(), Err("shutting down"));
         readiness.set_caught_up(true);

@@ -8,7 +8,8 @@
 //! `storm_id`. A storm that started while stormwatch was down is not on the topic and is
 //! announced as usual.
 
-use crate::alert::{Alert, AlertKind};
+use crate::alert::{Alert, AlertKind, RuleName, Severity};
+use crate::engine::ResumedStorm;
 use crate::config::KafkaConfig;
 use crate::source::{client_config, QuietEofContext};
 use crate::timefmt::{parse_rfc3339_millis, Millis};
@@ -32,6 +33,11 @@ struct AnnouncedStorm {
     started_at: Millis,
     escalated: bool,
     ended_at: Option<Millis>,
+    /// As its newest alert on the topic has them, for carrying it on when it is not re-derived.
+    severity: Severity,
+    rule: RuleName,
+    last_active: Millis,
+    subject: Option<Arc<str>>,
 }
 
 /// What to do with an alert the engine produced.
@@ -72,15 +78,25 @@ impl Announced {
     }
 
     /// The rebuild is over (the input was read to its end once): from now on every alert is
-    /// new, and the read-back is forgotten. Returns the threads whose last announced storm never
-    /// ended and that the rebuild did not re-derive, for the caller to report.
-    pub fn finish_rebuild(&mut self) -> Vec<Arc<str>> {
+    /// new, and the read-back is forgotten. Returns the storms whose newest announcement on
+    /// each thread is not followed by a `storm_ended`, for the caller to carry on those the
+    /// rebuild did not re-derive (so each announced storm is announced as ended, once).
+    pub fn finish_rebuild(&mut self) -> Vec<ResumedStorm> {
         self.rebuilding = false;
-        let open: Vec<Arc<str>> = self
+        let open = self
             .storms
             .iter()
-            .filter(|(_, storms)| storms.last().is_some_and(|s| s.ended_at.is_none()))
-            .map(|(key, _)| key.clone())
+            .filter_map(|(key, storms)| {
+                let storm = storms.last().filter(|s| s.ended_at.is_none())?;
+                Some(ResumedStorm {
+                    thread_key: key.clone(),
+                    severity: storm.severity,
+                    rule: storm.rule,
+                    started_at: storm.started_at,
+                    last_active: storm.last_active,
+                    subject: storm.subject.clone(),
+                })
+            })
             .collect();
         self.storms = HashMap::new();
         open
@@ -151,14 +167,17 @@ impl Announced {
             return;
         };
         let text = |field: &str| value.get(field).and_then(serde_json::Value::as_str);
-        let (Some(kind), Some(key), Some(started_at), Some(at)) = (
+        let (Some(kind), Some(key), Some(started_at), Some(at), Some(severity), Some(rule)) = (
             text("kind"),
             text("thread_key"),
             text("started_at").and_then(parse_rfc3339_millis),
             text("at").and_then(parse_rfc3339_millis),
+            text("severity").and_then(Severity::from_wire),
+            text("rule").and_then(RuleName::from_wire),
         ) else {
             return;
         };
+        let subject = text("subject").map(Arc::from);
         let kind = match kind {
             "storm_started" => AlertKind::StormStarted,
             "storm_escalated" => AlertKind::StormEscalated,
@@ -173,6 +192,10 @@ impl Announced {
                     started_at,
                     escalated: false,
                     ended_at: None,
+                    severity,
+                    rule,
+                    last_active: at,
+                    subject: None,
                 });
                 storms.sort_by_key(|s| s.started_at);
                 if storms.len() > STORMS_PER_THREAD {
@@ -184,7 +207,16 @@ impl Announced {
                 }
             }
         };
-        let storm = &mut storms[index];
+        let Some(storm) = storms.get_mut(index) else {
+            return;
+        };
+        // Alerts are read per partition in order; one thread's are on one partition.
+        if at >= storm.last_active {
+            storm.last_active = at;
+            storm.severity = severity;
+            storm.rule = rule;
+            storm.subject = subject.or(storm.subject.take());
+        }
         match kind {
             AlertKind::StormStarted => {}
             AlertKind::StormEscalated => storm.escalated = true,
@@ -357,7 +389,9 @@ mod tests {
     #[test]
     fn after_the_rebuild_every_alert_is_new() {
         let mut announced = from_topic(&[alert(AlertKind::StormStarted, "t", 1000, 1000)]);
-        assert_eq!(announced.finish_rebuild(), vec![Arc::from("t")]);
+        let open = announced.finish_rebuild();
+        assert_eq!(open.len(), 1);
+        assert_eq!(&*open[0].thread_key, "t");
         assert!(!announced.is_rebuilding());
         // A new storm on the thread, even though the old one never ended on the topic.
         assert_eq!(
@@ -372,5 +406,31 @@ mod tests {
         announced.record_json(b"not json");
         announced.record_json(br#"{"kind": "storm_started"}"#);
         assert!(announced.is_empty());
+    }
+
+    #[test]
+    fn open_storms_are_handed_over_as_last_announced() {
+        let mut escalated = alert(AlertKind::StormEscalated, "t", 1000, 4000);
+        escalated.severity = Severity::Critical;
+        escalated.rule = RuleName::Exchange;
+        escalated.subject = Some(Arc::from("Re: everyone"));
+        let mut announced = from_topic(&[
+            alert(AlertKind::StormStarted, "t", 1000, 1000),
+            escalated,
+            alert(AlertKind::StormStarted, "done", 1000, 1000),
+            alert(AlertKind::StormEnded, "done", 1000, 9000),
+        ]);
+        let open = announced.finish_rebuild();
+        assert_eq!(
+            open,
+            vec![ResumedStorm {
+                thread_key: Arc::from("t"),
+                severity: Severity::Critical,
+                rule: RuleName::Exchange,
+                started_at: 1000,
+                last_active: 4000,
+                subject: Some(Arc::from("Re: everyone")),
+            }]
+        );
     }
 }

@@ -138,8 +138,10 @@ pub fn start(config: &Config, options: StartOptions) -> anyhow::Result<RunningSe
         storms = announced.len(),
         "storms already announced on the alerts topic"
     );
-    let (output, settled) = producer::DurableOutput::new(kafka, Arc::clone(&metrics))
-        .context("cannot create the Kafka producer (check kafka.properties)")?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let (output, settled) =
+        producer::DurableOutput::new(kafka, Arc::clone(&metrics), Arc::clone(&shutdown))
+            .context("cannot create the Kafka producer (check kafka.properties)")?;
 
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = {
@@ -151,7 +153,6 @@ pub fn start(config: &Config, options: StartOptions) -> anyhow::Result<RunningSe
         }))
     };
 
-    let shutdown = Arc::new(AtomicBool::new(false));
     let handles = ServiceHandles {
         metrics: Arc::clone(&metrics),
         sinks,

@@ -158,23 +158,26 @@ impl Detector {
     }
 
     /// The first time the input is read to its end after a start: the engine's window is
-    /// rebuilt, so alerts are no longer checked against the alerts topic.
+    /// rebuilt, so alerts are no longer checked against the alerts topic. Storms the topic shows
+    /// open that the rebuild did not re-derive are carried on by the engine, so they end (and
+    /// their `storm_ended` is sent) by the usual rules: at once when stream time is already
+    /// past their quiet period.
     fn finish_rebuild(&mut self) {
-        let active: std::collections::HashSet<_> = self
-            .engine
-            .active_storms()
-            .into_iter()
-            .map(|s| s.thread_key)
-            .collect();
-        for key in self.announced.finish_rebuild() {
-            if !active.contains(&key) {
-                tracing::warn!(
-                    thread_key = %key,
-                    "a storm announced before the restart has no storm_ended on the alerts topic and was not re-derived: it ended while stormwatch was down"
-                );
+        let seq = self.offsets.current_seq();
+        let mut resumed = 0;
+        for storm in self.announced.finish_rebuild() {
+            let thread_key = storm.thread_key.clone();
+            if self.engine.resume_storm(storm, &mut self.alerts) {
+                resumed += 1;
+                tracing::info!(%thread_key, "a storm announced before the restart was not re-derived; carried on until it ends");
             }
         }
-        tracing::info!(active = active.len(), "state rebuilt; caught up");
+        self.emit_alerts(seq);
+        tracing::info!(
+            active = self.engine.active_storms().len(),
+            resumed,
+            "state rebuilt; caught up"
+        );
     }
 
     /// Takes up to a batch of records from the consumer into the partition buffers.
@@ -306,11 +309,11 @@ impl Detector {
                     partition,
                     offset: pending.offset,
                 };
-                match self.output.send_dlq(&letter, seq) {
-                    Ok(()) => self.offsets.produced(seq, self.engine.stream_time()),
-                    Err(error) => {
-                        tracing::error!(%error, partition, offset = pending.offset, "a malformed record could not be sent to the DLQ")
-                    }
+                let sent = self.output.send_dlq(&letter, seq);
+                self.offsets.produced(seq, self.engine.stream_time());
+                if let Err(error) = sent {
+                    tracing::error!(%error, partition, offset = pending.offset, "a malformed record could not be sent to the DLQ");
+                    self.output_failed("dlq");
                 }
             }
         }
@@ -336,11 +339,11 @@ impl Detector {
                 }
                 continue;
             }
-            match self.output.send_alert(&alert, seq) {
-                Ok(()) => self.offsets.produced(seq, self.engine.stream_time()),
-                Err(error) => {
-                    tracing::error!(%error, thread_key = %alert.thread_key, "an alert could not be produced")
-                }
+            let sent = self.output.send_alert(&alert, seq);
+            self.offsets.produced(seq, self.engine.stream_time());
+            if let Err(error) = sent {
+                tracing::error!(%error, thread_key = %alert.thread_key, "an alert could not be produced");
+                self.output_failed("kafka");
             }
             tracing::info!(
                 kind = alert.kind.as_str(),
@@ -362,25 +365,36 @@ impl Detector {
         }
     }
 
-    /// Applies the producer's delivery reports.
+    /// Applies the producer's delivery reports. A failed record's effect stays in flight for
+    /// good, so no offset passes it (see `producer`).
     fn drain_settled(&mut self) {
         while let Ok(report) = self.settled.try_recv() {
-            self.offsets.settled(report.seq);
             let sink = match report.output {
                 Output::Alerts => "kafka",
                 Output::Dlq => "dlq",
             };
-            let outcome = if report.delivered {
-                "delivered"
+            if report.delivered {
+                self.offsets.settled(report.seq);
+                self.handles
+                    .metrics
+                    .alerts_sent_total
+                    .with_label_values(&[sink, "delivered"])
+                    .inc();
             } else {
-                "failed"
-            };
-            self.handles
-                .metrics
-                .alerts_sent_total
-                .with_label_values(&[sink, outcome])
-                .inc();
+                self.output_failed(sink);
+            }
         }
+    }
+
+    /// A durable record was refused for good: counted, and the instance is not ready; its
+    /// effect stays in flight, holding offsets back until a restart makes it again.
+    fn output_failed(&self, sink: &str) {
+        self.handles
+            .metrics
+            .alerts_sent_total
+            .with_label_values(&[sink, "failed"])
+            .inc();
+        self.handles.readiness.set_output_failed();
     }
 
     /// Commits what is safe; refreshes metrics, the storm board and readiness.

@@ -5,8 +5,11 @@
 //! One idempotent producer with `acks=all`; every record carries the sequence number of the
 //! input record that caused it, and the delivery callback (on librdkafka's thread) sends that
 //! number back over a channel, so the detection thread knows which offsets are safe to commit.
-//! librdkafka retries transient errors itself (`message.timeout.ms = 0`: forever); a record it
-//! gives up on (a permanent error) is logged and counted as failed.
+//! librdkafka retries transient errors itself (`message.timeout.ms = 0`: forever). A record it
+//! refuses or gives up on (a permanent error: authorization, a record too large, a fatal
+//! idempotence error) is logged and counted as failed, and the detection thread keeps that
+//! record's effect in flight for good: offsets stop at it, so the record is read and its alert
+//! made again after a restart, and `/readyz` says why. Sinks keep working meanwhile.
 
 use crate::alert::Alert;
 use crate::config::KafkaConfig;
@@ -17,6 +20,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders, ToBytes};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +83,9 @@ pub struct DurableOutput {
     dlq_topic: String,
     source_topic: String,
     metrics: Arc<Metrics>,
+    /// Raised at shutdown: a send waiting on a full queue gives up then (the record is not
+    /// committed, so the next start makes it again).
+    shutdown: Arc<AtomicBool>,
 }
 
 /// A malformed record bound for the DLQ.
@@ -110,6 +117,7 @@ impl DurableOutput {
     pub fn new(
         kafka: &KafkaConfig,
         metrics: Arc<Metrics>,
+        shutdown: Arc<AtomicBool>,
     ) -> Result<(Self, Receiver<Settled>), KafkaError> {
         let (sender, receiver) = std::sync::mpsc::channel();
         let mut config = client_config(kafka);
@@ -131,6 +139,7 @@ impl DurableOutput {
                 dlq_topic: kafka.dlq_topic.clone(),
                 source_topic: kafka.topic.clone(),
                 metrics,
+                shutdown,
             },
             receiver,
         ))
@@ -138,7 +147,7 @@ impl DurableOutput {
 
     /// Sends an alert, keyed by its thread, tagged with input record `seq`. Waits (briefly,
     /// repeatedly) while the producer's queue is full: the alerts topic is the durable sink, and
-    /// an alert is never dropped.
+    /// an alert is never dropped. Gives up only at shutdown.
     pub fn send_alert(&self, alert: &Alert, seq: u64) -> Result<(), KafkaError> {
         let value = alert.to_json();
         let key: &str = &alert.thread_key;
@@ -213,7 +222,13 @@ impl DurableOutput {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                Err((
+                    error @ KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    returned,
+                )) => {
+                    if self.shutdown.load(Ordering::Relaxed) {
+                        return Err(error);
+                    }
                     record = returned;
                     self.metrics
                         .alerts_sent_total

@@ -98,7 +98,8 @@ impl OffsetTracker {
         self.in_flight.entry(seq).or_insert((0, stream_time)).0 += 1;
     }
 
-    /// The producer settled an effect of record `seq` (delivered, or failed for good).
+    /// The producer delivered an effect of record `seq` (one that failed for good is never
+    /// settled: it holds the commits back until a restart).
     pub fn settled(&mut self, seq: u64) {
         if let Some((count, _)) = self.in_flight.get_mut(&seq) {
             *count -= 1;
