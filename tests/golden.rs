@@ -1,0 +1,237 @@
+//! Golden replays: the alerts and summary counts that replay produces on generated scenarios,
+//! recorded in `tests/data/golden/` from the engine as it was before the performance work of
+//! issue 6, and compared byte for byte. This is the proof that an optimised engine, decoder or
+//! replay loop still decides exactly what the previous one did.
+//!
+//! The inputs are not stored: `generate` is a pure function of scenario, seed and size, and they
+//! are regenerated here (the first test checks that determinism, since everything else rests on
+//! it). Besides the default configuration, two others widen what is pinned:
+//! - `tight`: `max_threads` 1,000, `max_message_ids` 5,000 and `max_subjects` 20, so thread,
+//!   message-id and subject eviction all happen many times and their order matters;
+//! - `sensitive`: a 50-recipient reply-all threshold with tight limits, so that thousands of
+//!   ordinary threads become storms and every thread-key join (References, In-Reply-To,
+//!   subject, `thread_id`) shows in the alerts.
+//!
+//! To record the files again after an intended change of behaviour (never to make a failing
+//! optimisation pass): `STORMWATCH_BLESS=1 cargo test --test golden`, and review the diff.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use stormwatch::config::Config;
+use stormwatch::engine::Engine;
+use stormwatch::generate::{generate, GenerateOptions, Scenario};
+use stormwatch::replay::{replay, ReplayOptions};
+
+/// One golden case: a generated stream and a configuration.
+struct Case {
+    name: &'static str,
+    scenario: Scenario,
+    seed: u64,
+    events: u64,
+    config: fn() -> Config,
+}
+
+fn default_config() -> Config {
+    Config::default()
+}
+
+fn tight_config() -> Config {
+    let mut config = Config::default();
+    config.limits.max_threads = 1_000;
+    config.limits.max_message_ids = 5_000;
+    config.limits.max_subjects = 20;
+    config
+}
+
+fn sensitive_config() -> Config {
+    let mut config = tight_config();
+    config.detection.min_recipients = 50;
+    config.limits.max_reply_alls_per_thread = 50;
+    config.alerts.include_senders = true;
+    config
+}
+
+const CASES: [Case; 6] = [
+    Case {
+        name: "nhs-2016",
+        scenario: Scenario::Nhs2016,
+        seed: 7,
+        events: 50_000,
+        config: default_config,
+    },
+    Case {
+        name: "benign-busy",
+        scenario: Scenario::BenignBusy,
+        seed: 11,
+        events: 60_000,
+        config: default_config,
+    },
+    Case {
+        name: "mixed",
+        scenario: Scenario::Mixed,
+        seed: 42,
+        events: 100_000,
+        config: default_config,
+    },
+    Case {
+        name: "mixed-tight",
+        scenario: Scenario::Mixed,
+        seed: 42,
+        events: 100_000,
+        config: tight_config,
+    },
+    Case {
+        name: "nhs-2016-tight",
+        scenario: Scenario::Nhs2016,
+        seed: 3,
+        events: 50_000,
+        config: tight_config,
+    },
+    Case {
+        name: "mixed-sensitive",
+        scenario: Scenario::Mixed,
+        seed: 5,
+        events: 60_000,
+        config: sensitive_config,
+    },
+];
+
+fn input(case: &Case) -> Vec<u8> {
+    let mut out = Vec::new();
+    let options = GenerateOptions {
+        scenario: case.scenario,
+        seed: case.seed,
+        events: Some(case.events),
+    };
+    generate(&options, &mut out).expect("generate into memory");
+    out
+}
+
+/// Replays the case: the alerts as written by replay, and the counts of the summary and the
+/// engine (everything but wall time).
+fn run(case: &Case) -> (Vec<u8>, String) {
+    let data = input(case);
+    let mut engine = Engine::from_config(&(case.config)());
+    let mut alerts = Vec::new();
+    let summary = replay(
+        &data[..],
+        &mut engine,
+        &mut alerts,
+        &ReplayOptions::default(),
+        |_| {},
+    )
+    .expect("replay from memory");
+    let mut counts = String::new();
+    let _ = writeln!(counts, "records {}", summary.records);
+    let _ = writeln!(counts, "counted {}", summary.counted);
+    let _ = writeln!(counts, "ignored {}", summary.ignored);
+    let _ = writeln!(
+        counts,
+        "late {} first lines {:?}",
+        summary.late, summary.first_late_lines
+    );
+    let _ = writeln!(counts, "duplicate {}", summary.duplicate);
+    for (reason, sample) in summary.malformed_reasons() {
+        let _ = writeln!(
+            counts,
+            "malformed {reason:?} {} first lines {:?}",
+            sample.count, sample.first_lines
+        );
+    }
+    let _ = writeln!(counts, "{:?}", engine.stats());
+    let _ = writeln!(
+        counts,
+        "tracked threads {}, message ids {}, subjects {}",
+        engine.tracked_threads(),
+        engine.remembered_message_ids(),
+        engine.remembered_subjects()
+    );
+    for storm in &summary.active {
+        let _ = writeln!(counts, "active {storm:?}");
+    }
+    (alerts, counts)
+}
+
+fn golden_path(case: &Case, suffix: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/golden")
+        .join(format!("{}.{suffix}", case.name))
+}
+
+fn bless() -> bool {
+    std::env::var_os("STORMWATCH_BLESS").is_some_and(|v| v == "1")
+}
+
+/// Compares `actual` with the golden file, or records it when blessing.
+fn check(case: &Case, suffix: &str, actual: &[u8]) {
+    let path = golden_path(case, suffix);
+    if bless() {
+        std::fs::create_dir_all(path.parent().expect("a parent directory")).expect("mkdir");
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (record with STORMWATCH_BLESS=1)", path.display()));
+    if expected != actual {
+        let expected = String::from_utf8_lossy(&expected);
+        let actual = String::from_utf8_lossy(actual);
+        let first = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(e, a)| e != a)
+            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{} differs from the golden file at line {}:\nexpected: {:?}\nactual:   {:?}\n\
+             ({} vs {} lines)",
+            path.display(),
+            first + 1,
+            expected.lines().nth(first),
+            actual.lines().nth(first),
+            expected.lines().count(),
+            actual.lines().count(),
+        );
+    }
+}
+
+fn golden(index: usize) {
+    let case = &CASES[index];
+    let (alerts, counts) = run(case);
+    check(case, "alerts.jsonl", &alerts);
+    check(case, "counts.txt", counts.as_bytes());
+}
+
+#[test]
+fn generate_is_deterministic() {
+    let case = &CASES[0];
+    assert_eq!(input(case), input(case));
+}
+
+#[test]
+fn nhs_2016() {
+    golden(0);
+}
+
+#[test]
+fn benign_busy() {
+    golden(1);
+}
+
+#[test]
+fn mixed() {
+    golden(2);
+}
+
+#[test]
+fn mixed_under_tight_limits() {
+    golden(3);
+}
+
+#[test]
+fn nhs_2016_under_tight_limits() {
+    golden(4);
+}
+
+#[test]
+fn mixed_with_a_low_reply_all_threshold() {
+    golden(5);
+}
