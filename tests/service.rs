@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::kafka::{cluster, count, event, http_get, kinds, storm, MIN, T0};
+use common::kafka::{cluster, count, event, http_get, kinds, storm, wait_ready, MIN, T0};
 use std::time::{Duration, Instant};
 use stormwatch::timefmt::{format_millis, now_millis};
 
@@ -211,17 +211,7 @@ fn a_lagging_partition_is_merged_as_if_one_partition() {
 #[test]
 fn a_restart_mid_storm_does_not_announce_it_twice_and_announces_what_started_while_down() {
     let c = cluster(2);
-    // The mock cluster holds a departed member's partitions until its session times out; a
-    // short session keeps the restart quick.
-    let mut config = c.config.clone();
-    config
-        .kafka
-        .properties
-        .insert("session.timeout.ms".into(), "6000".into());
-    config
-        .kafka
-        .properties
-        .insert("heartbeat.interval.ms".into(), "500".into());
+    let config = c.quick_rejoin_config();
     let service = c.start(&config);
     c.produce(&storm("restart", 0, 3, 0));
     c.wait_for_alerts("storm_started", |a| count(a, "storm_started") == 1);
@@ -362,4 +352,211 @@ fn the_binary_shuts_down_cleanly_on_sigterm() {
     }
     assert!(exit.success(), "exit {exit:?}\n{logs}");
     assert!(logs.contains("stormwatch stopped"), "{logs}");
+}
+
+#[test]
+fn a_rebalance_mid_storm_loses_nothing_and_announces_nothing_twice() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c = cluster(2);
+    let config = c.quick_rejoin_config();
+    let service = c.start(&config);
+    wait_ready(&service, Duration::from_secs(30));
+    // Live traffic: event times a second apart, near the wall clock, so that a partition handed
+    // back after a rebalance of a few seconds is within the allowed lateness, as in production.
+    let base = now_millis() - 20_000;
+    let reply = |i: i64| {
+        (
+            (i % 2) as i32,
+            event(
+                base + i * 1000,
+                &format!("<rb{i}@x>"),
+                &format!("rb{i}@x"),
+                3000,
+                "rebalanced",
+            ),
+        )
+    };
+    c.produce(&(0..2).map(reply).collect::<Vec<_>>());
+
+    // Another member joins the group (an operator's tool, a second instance started by
+    // mistake): the partitions are split, then it leaves and stormwatch has them all again.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (joined, has_joined) = std::sync::mpsc::channel();
+    let intruder = {
+        let stop = std::sync::Arc::clone(&stop);
+        let brokers = c.cluster.bootstrap_servers();
+        let topic = config.kafka.topic.clone();
+        let group = config.kafka.group_id.clone();
+        std::thread::spawn(move || {
+            let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", brokers)
+                .set("group.id", group)
+                .set("session.timeout.ms", "6000")
+                .set("enable.auto.commit", "false")
+                .create()
+                .expect("intruder");
+            consumer.subscribe(&[&topic]).expect("subscribe");
+            let mut assigned = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // It reads its partition's records (so stormwatch does not) and commits nothing.
+                let _ = consumer.poll(Duration::from_millis(100));
+                let now = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                if now > 0 && assigned == 0 {
+                    let _ = joined.send(now);
+                }
+                assigned = assigned.max(now);
+            }
+            consumer.unsubscribe();
+            assigned
+        })
+    };
+    has_joined
+        .recv_timeout(Duration::from_secs(40))
+        .expect("the intruder was assigned a partition");
+    // The storm goes on while the group is split: on both partitions.
+    c.produce(&(2..12).map(reply).collect::<Vec<_>>());
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let assigned = intruder.join().expect("intruder thread");
+    assert_eq!(assigned, 1, "the intruder held one of the two partitions");
+
+    let alerts = c.wait_for_alerts("the storm's start and escalation", |a| {
+        count(a, "storm_escalated") == 1
+    });
+    let metrics_url = format!("http://{}/metrics", service.http_address());
+    let events = |text: &str, outcome: &str| {
+        let series = format!("stormwatch_events_total{{outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let counted = |text: &str| events(text, "counted");
+    // Every reply-all counted once: the handed-back partition's records (and the re-read ones
+    // of the other, which was revoked and re-assigned too) are neither lost nor counted twice.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let metrics = loop {
+        let text = http_get(&metrics_url);
+        if counted(&text) >= 12.0 || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let again = c.alerts();
+    let metrics_after = http_get(&metrics_url);
+    service.stop().expect("clean stop");
+    assert_eq!(again.len(), alerts.len(), "{:?}", kinds(&again));
+    assert_eq!(
+        kinds(&again),
+        vec!["storm_started:rebalanced", "storm_escalated:rebalanced"]
+    );
+    assert_eq!(
+        counted(&metrics),
+        12.0,
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("stormwatch_events_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(counted(&metrics_after), 12.0);
+    assert_eq!(
+        events(&metrics_after, "late"),
+        0.0,
+        "nothing handed back was late"
+    );
+}
+
+#[test]
+fn a_storm_left_open_on_the_alerts_topic_is_ended_once_after_a_restart() {
+    let c = cluster(2);
+    let config = c.quick_rejoin_config();
+    let service = c.start(&config);
+    c.produce(&storm("open", 0, 3, 0));
+    let first = c.wait_for_alerts("storm_started", |a| count(a, "storm_started") == 1);
+    service.stop().expect("clean stop");
+
+    // The operator skips the backlog (a new group reading from the end): the storm's events are
+    // never re-read, so nothing re-derives it; the alerts topic still shows it open.
+    let mut skipped = config.clone();
+    skipped.kafka.group_id = "stormwatch-after-reset".into();
+    skipped
+        .kafka
+        .properties
+        .insert("auto.offset.reset".into(), "latest".into());
+    let service = c.start(&skipped);
+    wait_ready(&service, Duration::from_secs(30));
+    assert_eq!(
+        service.board().view().active.len(),
+        1,
+        "carried on as active until it ends"
+    );
+    // Traffic resumes two hours later: well past the storm's quiet period.
+    c.produce(&[(
+        0,
+        event(T0 + 120 * MIN, "<later@x>", "later@x", 1, "elsewhere"),
+    )]);
+    let alerts = c.wait_for_alerts("storm_ended", |a| count(a, "storm_ended") == 1);
+    std::thread::sleep(Duration::from_secs(1));
+    service.stop().expect("clean stop");
+    let alerts_now = c.alerts();
+    assert_eq!(alerts_now.len(), alerts.len());
+    assert_eq!(
+        kinds(&alerts_now),
+        vec!["storm_started:open", "storm_ended:open"]
+    );
+    let (started, ended) = (&first[0], &alerts_now[1]);
+    assert_eq!(ended["started_at"], started["started_at"]);
+    assert_eq!(ended["storm_id"], started["storm_id"]);
+    assert_eq!(ended["severity"], started["severity"]);
+    assert_eq!(ended["at"], format_millis(T0 + 120 * MIN));
+}
+
+#[test]
+fn an_alert_the_broker_refuses_for_good_holds_offsets_until_a_restart_writes_it() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let c = cluster(2);
+    let config = c.quick_rejoin_config();
+    c.produce(&storm("refused", 0, 3, 0));
+    // From now on the broker refuses produce requests with a non-retriable error.
+    c.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 50],
+    );
+    let service = c.start(&config);
+    let ready_url = format!("http://{}/readyz", service.http_address());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reason = loop {
+        let answer = http_get(&ready_url);
+        if answer.contains("offsets held") {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "readiness: {answer}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(reason.contains("alerts or DLQ topic"), "{reason}");
+    let metrics = http_get(&format!("http://{}/metrics", service.http_address()));
+    assert!(
+        metrics.contains("stormwatch_alerts_sent_total{outcome=\"failed\",sink=\"kafka\"} 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("alerts_sent"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    service.stop().expect("clean stop");
+    assert!(c.alerts().is_empty(), "nothing reached the topic");
+
+    // Fixed (the errors are used up) and restarted: the record that caused the alert was not
+    // committed, so the alert is made again, once.
+    c.cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    let service = c.start(&config);
+    let alerts = c.wait_for_alerts("storm_started", |a| count(a, "storm_started") == 1);
+    std::thread::sleep(Duration::from_secs(1));
+    service.stop().expect("clean stop");
+    assert_eq!(kinds(&c.alerts()), vec!["storm_started:refused"]);
+    assert_eq!(alerts[0]["reply_alls"], 3);
 }

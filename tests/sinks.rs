@@ -494,7 +494,7 @@ async fn alertmanager_lifecycle_reposts_escalates_and_resolves() {
         assert!(body[0].get("endsAt").is_none());
     }
 
-    // storm_ended: posted with endsAt = at, then re-posting stops.
+    // storm_ended: posted with endsAt = at + the resolve grace, then re-posting stops.
     let ended = alert(
         AlertKind::StormEnded,
         Severity::Critical,
@@ -514,7 +514,7 @@ async fn alertmanager_lifecycle_reposts_escalates_and_resolves() {
     let last = all.last().unwrap();
     assert!(is_ended(last), "nothing after the end: {last:?}");
     assert_eq!(last.len(), 1);
-    assert_eq!(last[0]["endsAt"], "2024-03-04T10:08:00.000Z");
+    assert_eq!(last[0]["endsAt"], "2024-03-04T10:10:00.000Z");
     assert_eq!(last[0]["labels"]["rule"], "exchange");
     assert!(last[0]["annotations"]["summary"]
         .as_str()

@@ -11,7 +11,14 @@
 //! The label set is `alertname="ReplyAllStorm"`, `severity`, `thread_key` (cut to 128 code
 //! points), `rule`, `source="stormwatch"`. An escalation changes `severity` and `rule`, which to
 //! Alertmanager is a new alert; so the escalated alert is posted together with the superseded
-//! warning one, the latter with `endsAt` = now, which resolves it.
+//! warning one, the latter with `endsAt` = now + [`RESOLVE_GRACE`], which resolves it.
+//!
+//! Why the grace: `deploy/alertmanager/alertmanager.yml` mutes the Prometheus backstop
+//! (`stormwatch_storms_active > 0`) while the direct alert fires. The backstop learns that the
+//! storm ended only at Prometheus' next scrape and evaluation (up to about 30 s later with the
+//! shipped intervals); were the direct alert resolved at once, the still-firing backstop would be
+//! unmuted meanwhile and could page at its group's next flush, after the storm ended. So the
+//! direct alert ends [`RESOLVE_GRACE`] after the storm does.
 //!
 //! Counting, with the bounded outcome set of [`super::queue`]: a queued alert counts `delivered`
 //! once when accepted (the resolution of a superseded alert rides along, uncounted). A periodic
@@ -161,10 +168,16 @@ fn same_labels(a: &Alert, b: &Alert) -> bool {
     a.severity == b.severity && a.rule == b.rule && a.thread_key == b.thread_key
 }
 
-/// `endsAt` of an alert: its `at` when the storm ended (never before `startsAt`, which
-/// Alertmanager would reject), none while it is active.
+/// How long after a storm's end (or an escalation) the direct alert stays firing, so the
+/// Prometheus backstop it mutes has resolved first (see the module documentation): two
+/// scrape-plus-evaluation rounds at the shipped 15 s intervals, and margin.
+pub const RESOLVE_GRACE: Millis = 2 * 60_000;
+
+/// `endsAt` of an alert: [`RESOLVE_GRACE`] after its `at` when the storm ended (never before
+/// `startsAt`, which Alertmanager would reject), none while it is active.
 fn ends_at(alert: &Alert) -> Option<Millis> {
-    (alert.kind == AlertKind::StormEnded).then(|| alert.at.max(alert.started_at))
+    (alert.kind == AlertKind::StormEnded)
+        .then(|| alert.at.max(alert.started_at).saturating_add(RESOLVE_GRACE))
 }
 
 /// The first `max` code points of `text`.
@@ -243,7 +256,9 @@ impl Deliver for AlertmanagerSink {
         let id = alert.storm_id();
         let superseded = match self.storms.get(&id) {
             Some(previous) if !same_labels(&previous.latest, &alert) => {
-                let resolved_at = now_millis().max(previous.latest.started_at);
+                let resolved_at = now_millis()
+                    .max(previous.latest.started_at)
+                    .saturating_add(RESOLVE_GRACE);
                 Some((Arc::clone(&previous.latest), resolved_at))
             }
             Some(previous) => previous.superseded.clone(),
@@ -404,12 +419,12 @@ mod tests {
     fn ended_storm_carries_ends_at_never_before_start() {
         let mut ended = alert(AlertKind::StormEnded);
         ended.at += 1_800_000;
-        assert_eq!(ends_at(&ended), Some(ended.at));
+        assert_eq!(ends_at(&ended), Some(ended.at + RESOLVE_GRACE));
         let value = postable(&ended, ends_at(&ended), Some("http://sw/"));
-        assert_eq!(value["endsAt"], "2024-03-04T09:38:00.000Z");
+        assert_eq!(value["endsAt"], "2024-03-04T09:40:00.000Z");
         assert_eq!(value["generatorURL"], "http://sw/");
         ended.at = ended.started_at - 5;
-        assert_eq!(ends_at(&ended), Some(ended.started_at));
+        assert_eq!(ends_at(&ended), Some(ended.started_at + RESOLVE_GRACE));
         assert_eq!(ends_at(&alert(AlertKind::StormEscalated)), None);
     }
 

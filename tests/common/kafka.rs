@@ -65,6 +65,19 @@ impl Cluster {
         service::start(config, StartOptions::default()).expect("service starts")
     }
 
+    /// The cluster's config with a short consumer-group session, so that a member that leaves
+    /// or is killed gives its partitions up quickly (the mock cluster holds them until then).
+    pub fn quick_rejoin_config(&self) -> Config {
+        let mut config = self.config.clone();
+        for (key, value) in [
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+        ] {
+            config.kafka.properties.insert(key.into(), value.into());
+        }
+        config
+    }
+
     /// Every record on `topic`, read from the beginning to the end.
     pub fn read_all(&self, topic: &str) -> Vec<(Vec<u8>, HashMap<String, String>)> {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -157,6 +170,20 @@ pub fn count(alerts: &[serde_json::Value], kind: &str) -> usize {
 
 /// 2024-03-04T09:00:00Z
 pub const T0: Millis = 1_709_542_800_000;
+
+/// Waits until `/readyz` answers `ready`, or panics with its last answer after `within`.
+pub fn wait_ready(service: &RunningService, within: Duration) {
+    let url = format!("http://{}/readyz", service.http_address());
+    let deadline = Instant::now() + within;
+    loop {
+        let answer = http_get(&url);
+        if answer.trim() == "ready" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not ready: {answer}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 /// GET a URL and return its body.
 pub fn http_get(url: &str) -> String {
