@@ -4,6 +4,7 @@
 mod demo;
 mod generate;
 mod logging;
+mod mock_broker;
 mod replay;
 mod run;
 
@@ -28,6 +29,9 @@ enum Command {
     Run(run::RunArgs),
     /// The service on an embedded Kafka cluster fed with a generated storm; no setup.
     Demo(demo::DemoArgs),
+    /// librdkafka's mock cluster on 127.0.0.1 until SIGTERM (end-to-end tests; hidden).
+    #[command(hide = true)]
+    MockBroker(mock_broker::MockBrokerArgs),
 }
 
 /// Runs the command line; the process exit code.
@@ -38,6 +42,7 @@ pub fn main() -> ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::MockBroker(args) => mock_broker::run(args),
     };
     match result {
         Ok(code) => code,
