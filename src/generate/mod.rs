@@ -8,7 +8,9 @@
 //!
 //! Scenarios (see [`Scenario`]): the NHSmail storm of 14 November 2016 in
 //! ordinary traffic, heavy benign traffic that must raise no storm, and a
-//! mix of both with a second storm and malformed lines. Output is a pure
+//! mix of both with a second storm and malformed lines; and `adversarial`, a
+//! load built to exhaust the engine's bounded maps with a real storm hidden
+//! in it (see [`adversarial`]). Output is a pure
 //! function of [`GenerateOptions`] (ChaCha8 seeded from the seed, no hash
 //! map iteration, no wall clock), streamed in timestamp order with constant
 //! memory, except for a deliberate mild disorder (a few lines held back by
@@ -18,6 +20,7 @@
 //! ids), `background` (streaming benign traffic), `emit` (output stage:
 //! repetition and disorder), and one file per scenario or storm.
 
+pub mod adversarial;
 mod all_staff;
 mod background;
 mod benign_busy;
@@ -56,10 +59,18 @@ pub enum Scenario {
     /// lines.
     #[value(name = "mixed")]
     Mixed,
+    /// Adversarial load: `--events` N distinct thread keys (default 10
+    /// million), N/10 reply-alls from N/10 distinct senders on one thread,
+    /// giant subjects and References lists, and a real storm among them.
+    /// Labels `adversarial-hot` and `real-storm`.
+    #[value(name = "adversarial")]
+    Adversarial,
 }
 
 impl Scenario {
-    /// Every scenario, in CLI order.
+    /// Every traffic scenario, in CLI order. [`Scenario::Adversarial`] is a
+    /// load test rather than traffic (no disorder, no repeated lines, not
+    /// sized like the others), so it is not in this list.
     pub const ALL: [Scenario; 3] = [Scenario::Nhs2016, Scenario::BenignBusy, Scenario::Mixed];
 
     /// The CLI name (`nhs-2016`, `benign-busy`, `mixed`).
@@ -68,6 +79,7 @@ impl Scenario {
             Scenario::Nhs2016 => "nhs-2016",
             Scenario::BenignBusy => "benign-busy",
             Scenario::Mixed => "mixed",
+            Scenario::Adversarial => "adversarial",
         }
     }
 
@@ -77,6 +89,7 @@ impl Scenario {
         match self {
             Scenario::Nhs2016 => nhs2016::DEFAULT_EVENTS,
             Scenario::BenignBusy | Scenario::Mixed => benign_busy::DEFAULT_EVENTS,
+            Scenario::Adversarial => adversarial::DEFAULT_EVENTS,
         }
     }
 
@@ -86,6 +99,7 @@ impl Scenario {
             Scenario::Nhs2016 => &[nhs2016::LABEL],
             Scenario::BenignBusy => &[],
             Scenario::Mixed => &[nhs2016::LABEL, all_staff::LABEL],
+            Scenario::Adversarial => &[adversarial::HOT_LABEL, adversarial::REAL_LABEL],
         }
     }
 }
@@ -143,6 +157,8 @@ pub fn generate(options: &GenerateOptions, out: &mut dyn Write) -> io::Result<Ge
         .unwrap_or_else(|| options.scenario.default_events());
     let seed = options.seed;
     let (bg, mut lines) = match options.scenario {
+        // Built line by line from its index; the seed does not change it.
+        Scenario::Adversarial => return adversarial::generate(events, out),
         Scenario::Nhs2016 => (nhs2016::background(seed, events), nhs2016::storm(seed)),
         Scenario::BenignBusy => (benign_busy::background(seed, events), Vec::new()),
         Scenario::Mixed => {

@@ -1,0 +1,116 @@
+//! Adversarial load, scaled down to run in seconds in a debug build: `generate --scenario
+//! adversarial --events 200000` (200,000 distinct thread keys, 20,000 senders and reply-alls on
+//! one thread, giant subjects and References lists, a real storm) replayed under small caps.
+//! The maps stay within their caps, evictions are counted, and the real storm is still found.
+//! The full-size run (10 million keys) and its memory are in README "Reliability".
+
+mod common;
+
+use stormwatch::config::Config;
+use stormwatch::engine::Engine;
+use stormwatch::generate::adversarial::{HOT_THREAD, REAL_STORM_THREAD};
+use stormwatch::replay::{replay, ReplayOptions};
+
+const EVENTS: u64 = 200_000;
+
+fn capped() -> Config {
+    let mut config = Config::default();
+    config.limits.max_threads = 10_000;
+    config.limits.max_message_ids = 20_000;
+    config.limits.max_subjects = 1_000;
+    config.limits.max_reply_alls_per_thread = 5_000;
+    config
+}
+
+#[test]
+fn caps_hold_evictions_are_counted_and_the_real_storm_is_found() {
+    let input = common::generate("adversarial", 1, Some(EVENTS));
+    let config = capped();
+    let mut engine = Engine::from_config(&config);
+    let mut out = Vec::new();
+    let summary = replay(
+        &input[..],
+        &mut engine,
+        &mut out,
+        &ReplayOptions::default(),
+        |_| {},
+    )
+    .expect("replay");
+    assert_eq!(summary.malformed_total(), 0, "every line is a valid event");
+    assert!(summary.records > EVENTS, "{}", summary.records);
+
+    // Within the caps...
+    let limits = &config.limits;
+    assert!(engine.tracked_threads() <= limits.max_threads);
+    assert!(engine.remembered_message_ids() <= limits.max_message_ids);
+    assert!(engine.remembered_subjects() <= limits.max_subjects);
+    // ...because they evicted, and said so.
+    let stats = engine.stats();
+    assert!(
+        stats.thread_evictions >= EVENTS - limits.max_threads as u64,
+        "{stats:?}"
+    );
+    assert!(stats.message_id_evictions > 0, "{stats:?}");
+    assert!(stats.subject_evictions > 0, "{stats:?}");
+    assert!(
+        stats.reply_alls_dropped >= EVENTS / 10 - limits.max_reply_alls_per_thread as u64,
+        "the hot thread's window is capped: {stats:?}"
+    );
+    assert_eq!(stats.late, 0);
+
+    // Detection: the real storm (critical at its second reply-all, 1.7 million deliveries) and
+    // the hot thread (a storm too), each started once; no flood thread storms.
+    let alerts = common::json_lines(&out);
+    let started: Vec<(&str, &str)> = alerts
+        .iter()
+        .filter(|a| a["kind"] == "storm_started")
+        .map(|a| {
+            (
+                a["thread_key"].as_str().unwrap_or(""),
+                a["severity"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        started,
+        [(HOT_THREAD, "warning"), (REAL_STORM_THREAD, "critical")],
+        "{alerts:#?}"
+    );
+    let real = alerts
+        .iter()
+        .find(|a| a["thread_key"] == REAL_STORM_THREAD)
+        .expect("real storm alert");
+    assert_eq!(real["rule"], "amplification");
+    assert_eq!(real["reply_alls"], 2);
+    // The hot thread's counts saturate at the per-thread cap instead of growing.
+    let active = engine.active_storms();
+    let hot = active
+        .iter()
+        .find(|s| &*s.thread_key == HOT_THREAD)
+        .expect("hot storm active at the end");
+    assert!(hot.last_hour.reply_alls as usize <= limits.max_reply_alls_per_thread);
+}
+
+#[test]
+fn the_binary_replays_the_attack_and_reports_the_limits_reached() {
+    let input = common::generate("adversarial", 1, Some(EVENTS));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("capped.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nmax_threads = 10000\nmax_message_ids = 20000\nmax_subjects = 1000\nmax_reply_alls_per_thread = 5000\n",
+    )
+    .expect("config");
+    let config = config.to_string_lossy().into_owned();
+    let output = common::run(&["replay", "--config", &config], &input);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("limits reached:"), "{stderr}");
+    let alerts = common::json_lines(&output.stdout);
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["kind"] == "storm_started" && a["thread_key"] == REAL_STORM_THREAD),
+        "{stderr}"
+    );
+}
