@@ -1,14 +1,32 @@
 //! Bytes to [`Event`], or the reason the record is malformed (contract section 1).
 //!
+//! Three input formats ([`InputFormat`]): the contract's JSON events ([`decode_json`], one
+//! record one event), and two mail-log formats whose events are assembled from several
+//! records in two phases, so the service can merge partitions by event time in between: a
+//! stateless parse of each record ([`RecordParser`]) and a stateful, bounded correlator
+//! ([`Correlator`]). Postfix syslog lines are in [`postfix`] (with [`syslog`] for the header
+//! framings), Exchange message-tracking CSV in [`exchange`].
+//!
 //! The decoder borrows: strings without escapes are slices of the input, so a typical line costs
 //! no allocation. It never panics and never stops on bad input; every refusal is a
 //! [`Malformed`] reason the caller counts and reports. The future-timestamp check needs the wall
 //! clock, which the caller passes in, so decoding stays pure and testable.
 
+pub mod exchange;
 mod fields;
+mod format;
+mod outcome;
+mod pending;
+pub mod postfix;
 mod reason;
+mod record;
+pub mod syslog;
 
+pub use format::{InputFormat, UnknownFormat};
+pub use outcome::{CorrelationStats, Dropped, Ignored, LineOutcome};
 pub use reason::{Field, Malformed};
+pub use record::{Correlator, Parsed, RecordParser};
+pub use syslog::parse_utc_offset;
 
 use crate::event::{map_cow, normalize_message_id, normalize_sender, Event};
 use crate::subject::decode_rfc2047;

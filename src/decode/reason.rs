@@ -67,6 +67,22 @@ pub enum Malformed {
     BadTimestamp,
     /// The timestamp is further ahead of the wall clock than `max_future_skew`.
     FutureTimestamp,
+    /// A mail-log line without a recognisable syslog header (timestamp, host, program).
+    NoSyslogHeader,
+    /// A JSON-wrapped log line whose configured line field is absent or not a string, and
+    /// which has no structured syslog fields to fall back on.
+    MissingLineField,
+    /// A Postfix line of a kind stormwatch reads (`message-id=`, `from=... nrcpt=`, `header`)
+    /// whose fields do not parse.
+    BadPostfixLine,
+    /// An Exchange message-tracking row before any `#Fields:` header line, with no
+    /// `input.exchange.fields` configured: its columns cannot be named.
+    NoFieldsHeader,
+    /// An Exchange message-tracking row that is not valid CSV (an unclosed quote).
+    BadCsv,
+    /// An Exchange message-tracking row without a usable `date-time` or `event-id`, or with a
+    /// `recipient-count` that is not a number.
+    BadExchangeRow,
 }
 
 impl Malformed {
@@ -102,6 +118,12 @@ impl Malformed {
             Malformed::NegativeCount => "negative_count",
             Malformed::BadTimestamp => "bad_timestamp",
             Malformed::FutureTimestamp => "future_timestamp",
+            Malformed::NoSyslogHeader => "no_syslog_header",
+            Malformed::MissingLineField => "missing_line_field",
+            Malformed::BadPostfixLine => "bad_postfix_line",
+            Malformed::NoFieldsHeader => "no_fields_header",
+            Malformed::BadCsv => "bad_csv",
+            Malformed::BadExchangeRow => "bad_exchange_row",
         }
     }
 }
@@ -122,6 +144,20 @@ impl fmt::Display for Malformed {
             Malformed::NegativeCount => f.write_str("negative `recipient_count`"),
             Malformed::BadTimestamp => f.write_str("unparseable `timestamp`"),
             Malformed::FutureTimestamp => f.write_str("`timestamp` too far in the future"),
+            Malformed::NoSyslogHeader => f.write_str("no syslog header (timestamp, host, program)"),
+            Malformed::MissingLineField => {
+                f.write_str("JSON without the configured line field (`input.postfix.line_field`)")
+            }
+            Malformed::BadPostfixLine => {
+                f.write_str("a Postfix cleanup/qmgr line that does not parse")
+            }
+            Malformed::NoFieldsHeader => f.write_str(
+                "Exchange tracking row before any `#Fields:` line (set `input.exchange.fields`)",
+            ),
+            Malformed::BadCsv => f.write_str("not valid CSV (unclosed quote)"),
+            Malformed::BadExchangeRow => {
+                f.write_str("Exchange tracking row without a valid date-time, event-id or count")
+            }
         }
     }
 }

@@ -1,0 +1,200 @@
+//! Joins a message's RECEIVE row with its EXPAND rows, in a bounded map keyed by
+//! `internal-message-id` and `message-id`.
+//!
+//! On the RECEIVE row a distribution group is one recipient; each EXPAND row names the group
+//! (`related-recipient-address`) and its members. The recipient count after expansion is the
+//! RECEIVE count, minus each group expanded, plus the members of every EXPAND row (a group
+//! nested in another is itself a member first, then expanded, so the sum stays right; a large
+//! group logged over several EXPAND rows counts once). Without this a storm on a list would be
+//! a storm of one-recipient messages and never seen. The event is emitted `expand_wait` of
+//! event time after the RECEIVE row, with that row's time as its timestamp.
+
+use super::super::outcome::{CorrelationStats, Ignored, LineOutcome};
+use super::super::pending::PendingMap;
+use super::{ExchangeRow, RowKind};
+use crate::config::ExchangeInputConfig;
+use crate::engine::millis;
+use crate::event::{normalize_message_id, normalize_sender, Event};
+use crate::subject::decode_rfc2047;
+use crate::timefmt::Millis;
+use std::borrow::Cow;
+
+/// Most distinct groups remembered per message: past it further groups still add their
+/// members but are no longer subtracted individually (a bound on memory, far above real use).
+const MAX_GROUPS: usize = 1024;
+
+/// The correlator's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeSettings {
+    /// How long after RECEIVE its EXPAND rows are awaited, milliseconds of event time.
+    pub expand_wait: Millis,
+    /// Most messages held.
+    pub max_pending: usize,
+}
+
+impl ExchangeSettings {
+    /// From the `input.exchange` section.
+    pub fn from_config(config: &ExchangeInputConfig) -> Self {
+        Self {
+            expand_wait: millis(config.expand_wait),
+            max_pending: config.max_pending,
+        }
+    }
+}
+
+impl Default for ExchangeSettings {
+    fn default() -> Self {
+        Self::from_config(&ExchangeInputConfig::default())
+    }
+}
+
+/// `(internal-message-id, message-id)`.
+type Key = (Box<str>, Box<str>);
+
+#[derive(Debug)]
+struct Entry {
+    timestamp: Millis,
+    message_id: String,
+    sender: String,
+    subject: String,
+    reference: String,
+    received_count: u64,
+    members: u64,
+    groups: Vec<String>,
+}
+
+/// Assembles events from RECEIVE and EXPAND rows. `T` is the caller's record token.
+pub struct ExchangeCorrelator<T> {
+    settings: ExchangeSettings,
+    pending: PendingMap<Key, Entry, T>,
+    watermark: Millis,
+    stats: CorrelationStats,
+}
+
+impl<T: Copy + Ord> ExchangeCorrelator<T> {
+    /// An empty correlator.
+    pub fn new(settings: ExchangeSettings) -> Self {
+        Self {
+            pending: PendingMap::new(settings.max_pending),
+            settings,
+            watermark: Millis::MIN,
+            stats: CorrelationStats::default(),
+        }
+    }
+
+    /// Takes one row (in event-time order); events it completes are pushed to `out`.
+    pub fn accept(
+        &mut self,
+        row: &ExchangeRow<'_>,
+        token: T,
+        out: &mut Vec<Event<'static>>,
+    ) -> LineOutcome {
+        let key: Key = (
+            row.internal_message_id.trim().into(),
+            row.message_id.trim().into(),
+        );
+        match row.kind {
+            RowKind::Receive => {
+                if self.pending.get_mut(&key).is_some() {
+                    // The same message received twice on one server: the first counts.
+                    return LineOutcome::Ignored(Ignored::OtherLine);
+                }
+                let entry = Entry {
+                    timestamp: row.timestamp,
+                    message_id: row.message_id.to_string(),
+                    sender: row.sender.to_string(),
+                    subject: row.subject.to_string(),
+                    reference: row.reference.to_string(),
+                    received_count: row.recipient_count,
+                    members: 0,
+                    groups: Vec::new(),
+                };
+                let deadline = row.timestamp.saturating_add(self.settings.expand_wait);
+                if let Some((_, evicted)) = self.pending.insert(key, entry, deadline, token) {
+                    // Evicted early, but complete enough: its RECEIVE row is there.
+                    self.stats.evicted_emitted += 1;
+                    self.emit(evicted, out);
+                }
+            }
+            RowKind::Expand => {
+                let Some(entry) = self.pending.get_mut(&key) else {
+                    return LineOutcome::Ignored(Ignored::Unmatched);
+                };
+                entry.members = entry.members.saturating_add(row.recipient_count);
+                let group = row.related_recipient.trim().to_ascii_lowercase();
+                if !group.is_empty()
+                    && entry.groups.len() < MAX_GROUPS
+                    && !entry.groups.contains(&group)
+                {
+                    entry.groups.push(group);
+                }
+                self.pending.absorb(&key, token);
+            }
+        }
+        LineOutcome::Absorbed
+    }
+
+    /// Emits the messages whose expansion wait has passed at event time `now`.
+    pub fn expire(&mut self, now: Millis, out: &mut Vec<Event<'static>>) {
+        self.watermark = self.watermark.max(now);
+        while let Some((_, entry)) = self.pending.pop_due(self.watermark) {
+            self.emit(entry, out);
+        }
+    }
+
+    /// At the end of input: emits everything still waiting.
+    pub fn flush(&mut self, out: &mut Vec<Event<'static>>) {
+        while let Some((_, entry)) = self.pending.pop_oldest() {
+            self.emit(entry, out);
+        }
+    }
+
+    /// The smallest token of a record still waiting.
+    pub fn oldest_pending_token(&self) -> Option<T> {
+        self.pending.oldest_token()
+    }
+
+    /// Messages waiting.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Counters since start (Exchange entries are never dropped: each has its RECEIVE row).
+    pub fn stats(&self) -> CorrelationStats {
+        self.stats
+    }
+
+    fn emit(&mut self, entry: Entry, out: &mut Vec<Event<'static>>) {
+        self.stats.emitted += 1;
+        out.push(to_event(entry));
+    }
+}
+
+/// Each `;`-separated value of the `reference` field that names a message id.
+fn reference_ids(reference: &str) -> impl Iterator<Item = &str> {
+    reference
+        .split([';', ' ', ','])
+        .filter(|v| v.contains('<') || v.contains('@'))
+        .map(normalize_message_id)
+        .filter(|id| !id.is_empty())
+}
+
+fn to_event(entry: Entry) -> Event<'static> {
+    let expanded = entry.groups.len() as u64;
+    let recipient_count = entry
+        .received_count
+        .saturating_add(entry.members)
+        .saturating_sub(expanded);
+    let owned = |s: &str| Cow::Owned(s.to_string());
+    let subject = decode_rfc2047(&entry.subject).into_owned();
+    Event {
+        timestamp: entry.timestamp,
+        message_id: owned(normalize_message_id(&entry.message_id)),
+        sender: owned(normalize_sender(&entry.sender)),
+        recipient_count,
+        thread_id: None,
+        in_reply_to: reference_ids(&entry.reference).last().map(owned),
+        references_root: reference_ids(&entry.reference).next().map(owned),
+        subject: (!subject.trim().is_empty()).then_some(Cow::Owned(subject)),
+    }
+}

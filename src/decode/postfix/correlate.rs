@@ -1,0 +1,252 @@
+//! Joins a Postfix message's lines into one event, in a bounded map keyed by host and queue id
+//! (several hosts' logs share a topic, and each host numbers its queue ids on its own).
+//!
+//! Lines arrive in event-time order (the caller merges partitions). An entry starts at a
+//! message's first cleanup line; qmgr's `from=... nrcpt=N` completes it. Header lines may be
+//! logged after the `message-id=` line or, through reordering by the shipper, just after the
+//! qmgr line, so the event is emitted `header_wait` of event time after the qmgr line, or at
+//! the queue id's `removed` if that comes first. Queue ids are reused once a message is gone:
+//! `removed`, or a second `message-id=` for a key that already has one, ends the old entry.
+//! An entry that never sees its qmgr line is dropped `qmgr_wait` after it started, and the
+//! map holds at most `max_pending` entries: each drop is counted by reason.
+
+use super::super::outcome::{CorrelationStats, Dropped, Ignored, LineOutcome};
+use super::super::pending::PendingMap;
+use super::line::unfold_encoded_words;
+use super::{HeaderName, PostfixKind, PostfixLine};
+use crate::config::PostfixInputConfig;
+use crate::engine::millis;
+use crate::event::{normalize_message_id, normalize_sender, Event};
+use crate::subject::decode_rfc2047;
+use crate::timefmt::Millis;
+use std::borrow::Cow;
+
+/// The correlator's bounds, in milliseconds of event time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostfixSettings {
+    /// How long after the qmgr line late header lines are still taken.
+    pub header_wait: Millis,
+    /// How long an entry waits for its qmgr line.
+    pub qmgr_wait: Millis,
+    /// Most entries held.
+    pub max_pending: usize,
+}
+
+impl PostfixSettings {
+    /// From the `input.postfix` section.
+    pub fn from_config(config: &PostfixInputConfig) -> Self {
+        Self {
+            header_wait: millis(config.header_wait),
+            qmgr_wait: millis(config.qmgr_wait),
+            max_pending: config.max_pending,
+        }
+    }
+}
+
+impl Default for PostfixSettings {
+    fn default() -> Self {
+        Self::from_config(&PostfixInputConfig::default())
+    }
+}
+
+/// `(host, queue id)`.
+type Key = (Box<str>, Box<str>);
+
+/// What is known of one message so far.
+#[derive(Debug, Default)]
+struct Entry {
+    message_id: Option<String>,
+    subject: Option<String>,
+    in_reply_to: Option<String>,
+    references: Option<String>,
+    /// Sender, recipient count and time of the qmgr line.
+    queued: Option<(String, u64, Millis)>,
+}
+
+/// Assembles events from Postfix lines. `T` is the caller's token for a record (the service's
+/// sequence number), so it can hold offset commits back while a record waits here.
+pub struct PostfixCorrelator<T> {
+    settings: PostfixSettings,
+    pending: PendingMap<Key, Entry, T>,
+    watermark: Millis,
+    stats: CorrelationStats,
+}
+
+impl<T: Copy + Ord> PostfixCorrelator<T> {
+    /// An empty correlator.
+    pub fn new(settings: PostfixSettings) -> Self {
+        Self {
+            pending: PendingMap::new(settings.max_pending),
+            settings,
+            watermark: Millis::MIN,
+            stats: CorrelationStats::default(),
+        }
+    }
+
+    /// Takes one line (in event-time order); events it completes are pushed to `out`.
+    pub fn accept(
+        &mut self,
+        line: &PostfixLine<'_>,
+        token: T,
+        out: &mut Vec<Event<'static>>,
+    ) -> LineOutcome {
+        let key: Key = (line.host.as_ref().into(), line.queue_id.as_ref().into());
+        let at = line.timestamp;
+        match &line.kind {
+            PostfixKind::MessageId(id) => {
+                let reused = self
+                    .pending
+                    .get_mut(&key)
+                    .is_some_and(|e| e.message_id.is_some());
+                if reused {
+                    // A queue id reused while the old message's `removed` was not seen.
+                    self.finish(&key, Dropped::Superseded, out);
+                }
+                self.ensure(&key, at, token, out);
+                if let Some(entry) = self.pending.get_mut(&key) {
+                    entry.message_id = Some(id.to_string());
+                }
+                self.pending.absorb(&key, token);
+            }
+            PostfixKind::Header(name, value) => {
+                self.ensure(&key, at, token, out);
+                if let Some(entry) = self.pending.get_mut(&key) {
+                    let slot = match name {
+                        HeaderName::Subject => &mut entry.subject,
+                        HeaderName::InReplyTo => &mut entry.in_reply_to,
+                        HeaderName::References => &mut entry.references,
+                        HeaderName::MessageId => &mut entry.message_id,
+                    };
+                    // A repeated header (two Subject lines) keeps the first, as clients do.
+                    if slot.is_none() {
+                        *slot = Some(value.to_string());
+                    }
+                }
+                self.pending.absorb(&key, token);
+            }
+            PostfixKind::Queued { sender, nrcpt } => {
+                let Some(entry) = self.pending.get_mut(&key) else {
+                    return LineOutcome::Ignored(Ignored::Unmatched);
+                };
+                if entry.queued.is_some() {
+                    // qmgr logs `from=` again when a deferred message is retried.
+                    return LineOutcome::Ignored(Ignored::OtherLine);
+                }
+                entry.queued = Some((sender.to_string(), *nrcpt, at));
+                self.pending.absorb(&key, token);
+                self.pending
+                    .set_deadline(&key, at.saturating_add(self.settings.header_wait));
+            }
+            PostfixKind::Removed => {
+                if self.pending.get_mut(&key).is_none() {
+                    return LineOutcome::Ignored(Ignored::OtherLine);
+                }
+                self.finish(&key, Dropped::Expired, out);
+            }
+            PostfixKind::Rejected => {
+                if self.pending.remove(&key).is_none() {
+                    return LineOutcome::Ignored(Ignored::OtherLine);
+                }
+                self.stats.note_dropped(Dropped::Rejected);
+            }
+        }
+        LineOutcome::Absorbed
+    }
+
+    /// Emits or drops the entries whose bound has passed at event time `now` (the caller's
+    /// stream time; it never moves back).
+    pub fn expire(&mut self, now: Millis, out: &mut Vec<Event<'static>>) {
+        self.watermark = self.watermark.max(now);
+        while let Some((_, entry)) = self.pending.pop_due(self.watermark) {
+            self.complete(entry, Dropped::Expired, out);
+        }
+    }
+
+    /// At the end of input: emits every entry that has its qmgr line, drops the rest.
+    pub fn flush(&mut self, out: &mut Vec<Event<'static>>) {
+        while let Some((_, entry)) = self.pending.pop_oldest() {
+            self.complete(entry, Dropped::Expired, out);
+        }
+    }
+
+    /// The smallest token of a record still waiting in an entry.
+    pub fn oldest_pending_token(&self) -> Option<T> {
+        self.pending.oldest_token()
+    }
+
+    /// Entries waiting.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> CorrelationStats {
+        self.stats
+    }
+
+    /// Creates `key`'s entry (with its qmgr deadline) unless it exists; at the cap the oldest
+    /// entry is evicted, and emitted if it already had its qmgr line.
+    fn ensure(&mut self, key: &Key, at: Millis, token: T, out: &mut Vec<Event<'static>>) {
+        if self.pending.get_mut(key).is_some() {
+            return;
+        }
+        let deadline = at.saturating_add(self.settings.qmgr_wait);
+        let evicted = self
+            .pending
+            .insert(key.clone(), Entry::default(), deadline, token);
+        if let Some((_, evicted)) = evicted {
+            if evicted.queued.is_some() {
+                self.stats.evicted_emitted += 1;
+            }
+            self.complete(evicted, Dropped::Evicted, out);
+        }
+    }
+
+    /// Ends `key`'s entry: emitted if complete, else dropped for `reason`.
+    fn finish(&mut self, key: &Key, reason: Dropped, out: &mut Vec<Event<'static>>) {
+        if let Some(entry) = self.pending.remove(key) {
+            self.complete(entry, reason, out);
+        }
+    }
+
+    fn complete(&mut self, entry: Entry, reason: Dropped, out: &mut Vec<Event<'static>>) {
+        match to_event(entry) {
+            Some(event) => {
+                self.stats.emitted += 1;
+                out.push(event);
+            }
+            None => self.stats.note_dropped(reason),
+        }
+    }
+}
+
+/// The contract event of a complete entry; `None` without its qmgr line.
+fn to_event(entry: Entry) -> Option<Event<'static>> {
+    let (sender, nrcpt, at) = entry.queued?;
+    let owned = |s: &str| Cow::Owned(s.to_string());
+    let subject = entry.subject.and_then(|raw| {
+        let decoded = decode_rfc2047(&unfold_encoded_words(&raw)).into_owned();
+        (!decoded.trim().is_empty()).then_some(Cow::Owned(decoded))
+    });
+    let nonempty = |s: &str| (!s.is_empty()).then(|| owned(s));
+    Some(Event {
+        timestamp: at,
+        message_id: owned(normalize_message_id(
+            entry.message_id.as_deref().unwrap_or(""),
+        )),
+        sender: owned(normalize_sender(&sender)),
+        recipient_count: nrcpt,
+        thread_id: None,
+        in_reply_to: entry
+            .in_reply_to
+            .as_deref()
+            .and_then(|v| nonempty(normalize_message_id(v))),
+        references_root: entry.references.as_deref().and_then(|v| {
+            v.split(|c: char| c.is_whitespace() || c == ',')
+                .map(normalize_message_id)
+                .find(|id| !id.is_empty())
+                .map(owned)
+        }),
+        subject,
+    })
+}
