@@ -3,6 +3,7 @@
 //! against these structs.
 
 use super::{duration, ConfigError};
+use crate::decode::{parse_utc_offset, InputFormat};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +12,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// What the input records are and how mail-log lines are assembled into events.
+    pub input: InputConfig,
     /// What counts as a reply-all, and the clocks of detection.
     pub detection: DetectionConfig,
     /// The storm rules.
@@ -25,6 +28,82 @@ pub struct Config {
     pub http: HttpConfig,
     /// Alert sinks besides the alerts topic (service mode).
     pub sinks: SinksConfig,
+}
+
+/// The input format, and the bounds of assembling one event from several log lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// `json` (contract events), `postfix` (syslog lines) or `exchange-tracking` (message
+    /// tracking CSV). `stormwatch replay --format` overrides it.
+    pub format: InputFormat,
+    /// Postfix syslog lines.
+    pub postfix: PostfixInputConfig,
+    /// Exchange message-tracking rows.
+    pub exchange: ExchangeInputConfig,
+}
+
+/// Reading Postfix logs: a message's lines (cleanup, header INFO, qmgr) are joined by host and
+/// queue id in a bounded map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostfixInputConfig {
+    /// For records that are JSON objects (rsyslog, Vector, Fluent Bit): the field holding the
+    /// log line. Without it, structured fields (`timestamp`, `host`, `programname`, `msg`, ...)
+    /// are used.
+    pub line_field: String,
+    /// After a message's qmgr line, header lines that arrive within this much event time are
+    /// still included; the event is emitted then, or at the queue id's `removed`.
+    #[serde(with = "duration")]
+    pub header_wait: Duration,
+    /// How long a queue id's lines wait for its qmgr line (a backed-up incoming queue delays
+    /// it); past this the entry is dropped and counted.
+    #[serde(with = "duration")]
+    pub qmgr_wait: Duration,
+    /// Most messages assembled at once; past it the oldest is dropped and counted.
+    pub max_pending: usize,
+    /// The UTC offset of syslog timestamps that carry none (RFC 3164), as `+hh:mm`. Fixed:
+    /// daylight saving is not followed, so prefer a shipper that writes RFC 3339 timestamps.
+    pub utc_offset: String,
+}
+
+impl Default for PostfixInputConfig {
+    fn default() -> Self {
+        Self {
+            line_field: "message".into(),
+            header_wait: Duration::from_secs(2),
+            qmgr_wait: minutes(30),
+            max_pending: 100_000,
+            utc_offset: "+00:00".into(),
+        }
+    }
+}
+
+/// Reading Exchange message-tracking logs: a message's RECEIVE and EXPAND rows are joined by
+/// message id in a bounded map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangeInputConfig {
+    /// The column names (comma-separated, as on a `#Fields:` line) used until a `#Fields:`
+    /// line is read. Empty: rows before one are malformed, since a guessed column order would
+    /// silently misread another Exchange version's rows.
+    pub fields: String,
+    /// How long after a message's RECEIVE row its EXPAND rows (distribution-list expansion)
+    /// are awaited before the event is emitted with the expanded recipient count.
+    #[serde(with = "duration")]
+    pub expand_wait: Duration,
+    /// Most messages assembled at once; past it the oldest is dropped and counted.
+    pub max_pending: usize,
+}
+
+impl Default for ExchangeInputConfig {
+    fn default() -> Self {
+        Self {
+            fields: String::new(),
+            expand_wait: Duration::from_secs(30),
+            max_pending: 100_000,
+        }
+    }
 }
 
 /// Detection clocks and thresholds.
@@ -322,11 +401,73 @@ impl Config {
                 return bad(key, "must be at least 1");
             }
         }
+        self.validate_input()?;
         if self.rules.exchange.min_replies == 0 {
             return bad("rules.exchange.min_replies", "must be at least 1");
         }
         if self.rules.early.min_replies == 0 {
             return bad("rules.early.min_replies", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The input bounds: an assembled event is emitted up to the wait after its first line's
+    /// time, so a wait at or past the allowed lateness would make every such event late.
+    fn validate_input(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| {
+            Err(ConfigError::Key {
+                key: key.into(),
+                message,
+            })
+        };
+        let lateness = self.detection.allowed_lateness;
+        for (key, wait) in [
+            ("input.postfix.header_wait", self.input.postfix.header_wait),
+            (
+                "input.exchange.expand_wait",
+                self.input.exchange.expand_wait,
+            ),
+        ] {
+            if wait >= lateness {
+                return bad(
+                    key,
+                    format!(
+                        "must be less than detection.allowed_lateness ({}), or the events it delays are late",
+                        humantime::format_duration(lateness)
+                    ),
+                );
+            }
+        }
+        if self.input.postfix.qmgr_wait.is_zero() {
+            return bad(
+                "input.postfix.qmgr_wait",
+                "must be greater than zero".into(),
+            );
+        }
+        for (key, cap) in [
+            ("input.postfix.max_pending", self.input.postfix.max_pending),
+            (
+                "input.exchange.max_pending",
+                self.input.exchange.max_pending,
+            ),
+        ] {
+            if cap == 0 {
+                return bad(key, "must be at least 1".into());
+            }
+        }
+        if parse_utc_offset(&self.input.postfix.utc_offset).is_none() {
+            return bad(
+                "input.postfix.utc_offset",
+                format!(
+                    "{:?} is not an offset like \"+00:00\" or \"-05:30\"",
+                    self.input.postfix.utc_offset
+                ),
+            );
+        }
+        if self.input.postfix.line_field.trim().is_empty() {
+            return bad("input.postfix.line_field", "must not be empty".into());
         }
         Ok(())
     }

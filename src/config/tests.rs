@@ -167,3 +167,72 @@ fn printed_config_reads_back_identically() {
     assert_eq!(Config::from_toml_str(&text).unwrap(), c);
     assert!(text.contains("[rules.amplification]"), "{text}");
 }
+
+#[test]
+fn input_defaults_and_overrides() {
+    use crate::decode::InputFormat;
+    let c = Config::default();
+    assert_eq!(c.input.format, InputFormat::Json);
+    assert_eq!(c.input.postfix.line_field, "message");
+    assert_eq!(c.input.postfix.header_wait, Duration::from_secs(2));
+    assert_eq!(c.input.postfix.qmgr_wait, Duration::from_secs(30 * 60));
+    assert_eq!(c.input.postfix.max_pending, 100_000);
+    assert_eq!(c.input.postfix.utc_offset, "+00:00");
+    assert_eq!(c.input.exchange.fields, "");
+    assert_eq!(c.input.exchange.expand_wait, Duration::from_secs(30));
+    let c = Config::from_toml_str(
+        "[input]\nformat = \"exchange-tracking\"\n[input.postfix]\nline_field = \"msg\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.input.format, InputFormat::ExchangeTracking);
+    assert_eq!(c.input.postfix.line_field, "msg");
+    assert_eq!(c.input.postfix.header_wait, Duration::from_secs(2));
+    let c = Config::load_with_env(
+        None,
+        env(&[
+            ("STORMWATCH_INPUT__FORMAT", "postfix"),
+            ("STORMWATCH_INPUT__POSTFIX__MAX_PENDING", "10"),
+            ("STORMWATCH_INPUT__POSTFIX__UTC_OFFSET", "-05:00"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.input.format, InputFormat::Postfix);
+    assert_eq!(c.input.postfix.max_pending, 10);
+    assert_eq!(c.input.postfix.utc_offset, "-05:00");
+}
+
+#[test]
+fn bad_input_settings_name_their_key() {
+    for (text, key) in [
+        ("[input]\nformat = \"exim\"\n", "input.format"),
+        (
+            "[input.postfix]\nheader_wait = \"60s\"\n",
+            "input.postfix.header_wait",
+        ),
+        (
+            "[input.exchange]\nexpand_wait = \"2m\"\n",
+            "input.exchange.expand_wait",
+        ),
+        (
+            "[input.postfix]\nutc_offset = \"CET\"\n",
+            "input.postfix.utc_offset",
+        ),
+        (
+            "[input.postfix]\nmax_pending = 0\n",
+            "input.postfix.max_pending",
+        ),
+        (
+            "[input.postfix]\nline_field = \" \"\n",
+            "input.postfix.line_field",
+        ),
+        ("[input.postfix]\nlinefield = \"msg\"\n", "linefield"),
+    ] {
+        let error = Config::from_toml_str(text).unwrap_err().to_string();
+        assert!(error.contains(key), "{text}: {error}");
+    }
+    // A longer allowed lateness makes room for a longer wait.
+    assert!(Config::from_toml_str(
+        "[detection]\nallowed_lateness = \"5m\"\n[input.exchange]\nexpand_wait = \"2m\"\n"
+    )
+    .is_ok());
+}
