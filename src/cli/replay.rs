@@ -1,5 +1,5 @@
-//! `stormwatch replay`: events from a file or stdin through the engine, alerts to stdout, a
-//! summary to stderr. Exit 0 unless the input cannot be opened (or the configuration is bad):
+//! `stormwatch replay`: events (or Postfix / Exchange log lines, `--format`) from a file or
+//! stdin through the engine, alerts to stdout, a summary to stderr. Exit 0 unless the input cannot be opened (or the configuration is bad):
 //! bad records are reported, never fatal.
 
 use anyhow::Context;
@@ -10,6 +10,7 @@ use std::io::{self, BufRead, BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use stormwatch::config::Config;
+use stormwatch::decode::InputFormat;
 use stormwatch::engine::{millis, Engine};
 use stormwatch::replay::{replay, ReplayOptions};
 
@@ -19,7 +20,11 @@ pub struct ReplayArgs {
     /// Configuration file (TOML); every key has a default.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Events as JSON lines; `-` or nothing reads stdin.
+    /// What the input holds: `json` (contract events), `postfix` (syslog lines, raw or in
+    /// JSON) or `exchange-tracking` (message-tracking CSV). Overrides `input.format`.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<InputFormat>,
+    /// Events as JSON lines (or log lines); `-` or nothing reads stdin.
     #[arg(value_name = "FILE", default_value = "-")]
     input: String,
 }
@@ -31,6 +36,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.as_deref())?;
     let options = ReplayOptions {
         max_future_skew: millis(config.detection.max_future_skew),
+        format: args.format.unwrap_or(config.input.format),
+        input: config.input.clone(),
         ..ReplayOptions::default()
     };
     let mut engine = Engine::from_config(&config);

@@ -1,6 +1,7 @@
-//! The offline pipeline behind `stormwatch replay`: JSON lines in, alerts as JSON lines out, a
-//! summary at the end. It drives the same [`Engine`] as the service, so a replay of a topic's
-//! events gives the alerts the service gave for the same order.
+//! The offline pipeline behind `stormwatch replay`: records in (JSON events, Postfix log lines
+//! or Exchange message-tracking rows), alerts as JSON lines out, a summary at the end. It drives
+//! the same [`Engine`] as the service, and for the mail-log formats the same parser and
+//! correlator, so a replay of a topic gives the alerts the service gave for the same order.
 
 mod lines;
 mod summary;
@@ -8,8 +9,13 @@ mod summary;
 pub use lines::{LineReader, Record};
 pub use summary::{MalformedSample, Summary};
 
-use crate::decode::{decode_json, DecodeOptions, Malformed, DEFAULT_MAX_RECORD_BYTES};
+use crate::config::InputConfig;
+use crate::decode::{
+    decode_json, Correlator, DecodeOptions, InputFormat, LineOutcome, Malformed, RecordParser,
+    DEFAULT_MAX_RECORD_BYTES,
+};
 use crate::engine::{Engine, Outcome};
+use crate::event::Event;
 use crate::timefmt::{now_millis, Millis};
 use std::io::{self, BufRead, Write};
 use std::time::Instant;
@@ -18,12 +24,16 @@ use std::time::Instant;
 const CLOCK_REFRESH_RECORDS: u64 = 4096;
 
 /// Replay settings besides the engine's.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ReplayOptions {
     /// `detection.max_future_skew` in milliseconds.
     pub max_future_skew: Millis,
     /// Longest record accepted.
     pub max_record_bytes: usize,
+    /// What the records are.
+    pub format: InputFormat,
+    /// How mail-log lines are read and assembled (the `input` section).
+    pub input: InputConfig,
 }
 
 impl Default for ReplayOptions {
@@ -31,6 +41,8 @@ impl Default for ReplayOptions {
         Self {
             max_future_skew: 5 * 60_000,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            format: InputFormat::Json,
+            input: InputConfig::default(),
         }
     }
 }
@@ -40,6 +52,22 @@ impl Default for ReplayOptions {
 /// called now and then with the bytes read so far. Output errors stop the replay (a closed pipe
 /// means nobody is listening); input errors are returned.
 pub fn replay<R: BufRead, W: Write>(
+    input: R,
+    engine: &mut Engine,
+    output: &mut W,
+    options: &ReplayOptions,
+    progress: impl FnMut(u64),
+) -> io::Result<Summary> {
+    match options.format {
+        InputFormat::Json => replay_json(input, engine, output, options, progress),
+        InputFormat::Postfix | InputFormat::ExchangeTracking => {
+            replay_mail_log(input, engine, output, options, progress)
+        }
+    }
+}
+
+/// JSON events: each record decoded straight into the engine, borrowing from the line buffer.
+fn replay_json<R: BufRead, W: Write>(
     input: R,
     engine: &mut Engine,
     output: &mut W,
@@ -92,6 +120,107 @@ pub fn replay<R: BufRead, W: Write>(
     progress(reader.bytes_read());
     summary.finish(engine, line_number, started.elapsed());
     Ok(summary)
+}
+
+/// Mail-log lines: parsed, then assembled into events by the correlator (the line number is
+/// the token), the events fed to the engine as they complete; at the end of input the
+/// messages still waiting are emitted if complete and dropped otherwise.
+fn replay_mail_log<R: BufRead, W: Write>(
+    input: R,
+    engine: &mut Engine,
+    output: &mut W,
+    options: &ReplayOptions,
+    mut progress: impl FnMut(u64),
+) -> io::Result<Summary> {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    summary.format = options.format;
+    let mut reader = LineReader::new(input, options.max_record_bytes);
+    let mut decode_options = DecodeOptions {
+        now: now_millis(),
+        max_future_skew: options.max_future_skew,
+        max_record_bytes: options.max_record_bytes,
+    };
+    let mut parser = RecordParser::new(options.format, &options.input);
+    let mut correlator: Correlator<u64> = Correlator::new(options.format, &options.input);
+    let mut events: Vec<Event<'static>> = Vec::new();
+    let mut sink = AlertSink::new(output);
+    let mut line_number: u64 = 0;
+    loop {
+        if line_number % CLOCK_REFRESH_RECORDS == CLOCK_REFRESH_RECORDS - 1 {
+            decode_options.now = now_millis();
+            progress(reader.bytes_read());
+        }
+        let Some(record) = reader.next_record()? else {
+            break;
+        };
+        line_number += 1;
+        let parsed = match record {
+            Record::TooLarge => Err(Malformed::TooLarge),
+            Record::Line(bytes) => parser.parse(bytes, &decode_options),
+        };
+        match parsed {
+            Ok(parsed) => {
+                if let Some(at) = parsed.timestamp() {
+                    correlator.expire(at, &mut events);
+                }
+                if let LineOutcome::Ignored(reason) =
+                    correlator.accept(&parsed, line_number, &mut events)
+                {
+                    summary.note_ignored(reason);
+                }
+            }
+            Err(reason) => summary.note_malformed(reason, line_number),
+        }
+        if !sink.feed(engine, &mut events, &mut summary, line_number)? {
+            break;
+        }
+    }
+    correlator.flush(&mut events);
+    sink.feed(engine, &mut events, &mut summary, line_number)?;
+    progress(reader.bytes_read());
+    summary.correlation = Some(correlator.stats());
+    summary.finish(engine, line_number, started.elapsed());
+    Ok(summary)
+}
+
+/// Feeds assembled events to the engine and writes the alerts they cause.
+struct AlertSink<'w, W> {
+    output: &'w mut W,
+    alerts: Vec<crate::alert::Alert>,
+    open: bool,
+}
+
+impl<'w, W: Write> AlertSink<'w, W> {
+    fn new(output: &'w mut W) -> Self {
+        Self {
+            output,
+            alerts: Vec::new(),
+            open: true,
+        }
+    }
+
+    /// Drains `events` into the engine; `false` once the output has gone away.
+    fn feed(
+        &mut self,
+        engine: &mut Engine,
+        events: &mut Vec<Event<'static>>,
+        summary: &mut Summary,
+        line_number: u64,
+    ) -> io::Result<bool> {
+        for event in events.drain(..) {
+            if engine.ingest(&event, &mut self.alerts) == Outcome::Late {
+                summary.note_late(line_number);
+            }
+        }
+        if !self.alerts.is_empty() {
+            if self.open {
+                self.open = write_alerts(self.output, &self.alerts)?;
+            }
+            self.alerts.clear();
+        }
+        Ok(self.open)
+    }
 }
 
 /// Writes alerts as JSON lines and flushes. Returns `false` when the reader has gone away.

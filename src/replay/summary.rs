@@ -2,7 +2,7 @@
 //! with the line numbers of their first occurrences (so the operator can look at them), storms
 //! started/escalated/ended and still active, and speed. It never names senders.
 
-use crate::decode::Malformed;
+use crate::decode::{CorrelationStats, Dropped, Ignored, InputFormat, Malformed};
 use crate::engine::{Engine, StormSnapshot};
 use crate::timefmt::format_millis;
 use std::collections::BTreeMap;
@@ -51,6 +51,12 @@ pub struct Summary {
     pub reply_alls_dropped: u64,
     /// Wall time of the replay.
     pub elapsed: Duration,
+    /// The input format.
+    pub format: InputFormat,
+    /// Well-formed mail-log lines not used, by reason (other daemons, other programs, ...).
+    lines_ignored: BTreeMap<Ignored, u64>,
+    /// For the mail-log formats: what assembling events from lines did.
+    pub correlation: Option<CorrelationStats>,
 }
 
 impl Summary {
@@ -60,6 +66,20 @@ impl Summary {
         if sample.first_lines.len() < SAMPLE_LINES {
             sample.first_lines.push(line);
         }
+    }
+
+    pub(super) fn note_ignored(&mut self, reason: Ignored) {
+        *self.lines_ignored.entry(reason).or_default() += 1;
+    }
+
+    /// Well-formed lines not used, for one reason.
+    pub fn lines_ignored(&self, reason: Ignored) -> u64 {
+        self.lines_ignored.get(&reason).copied().unwrap_or(0)
+    }
+
+    /// Well-formed lines not used, in all.
+    pub fn lines_ignored_total(&self) -> u64 {
+        self.lines_ignored.values().sum()
     }
 
     pub(super) fn note_late(&mut self, line: u64) {
@@ -122,12 +142,24 @@ impl Summary {
         let _ = writeln!(s, "  events by outcome:");
         for (name, count) in [
             ("counted", self.counted),
-            ("ignored", self.ignored),
+            ("ignored", self.ignored + self.lines_ignored_total()),
             ("malformed", self.malformed_total()),
             ("late", self.late),
             ("duplicate", self.duplicate),
         ] {
             let _ = writeln!(s, "    {name:<10} {count}");
+        }
+        if let Some(stats) = &self.correlation {
+            let _ = writeln!(
+                s,
+                "  {} lines: {} events assembled, {} lines ignored{}, {} messages dropped{}",
+                self.format,
+                stats.emitted,
+                self.lines_ignored_total(),
+                breakdown(self.lines_ignored.iter().map(|(r, n)| (r.label(), *n))),
+                stats.dropped_total(),
+                breakdown(Dropped::ALL.iter().map(|d| (d.label(), stats.dropped(*d)))),
+            );
         }
         if !self.malformed.is_empty() {
             let _ = writeln!(s, "  malformed records:");
@@ -183,6 +215,19 @@ impl Summary {
             );
         }
         s
+    }
+}
+
+/// ` (a 1, b 2)` for the non-zero counts, or nothing.
+fn breakdown<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> String {
+    let parts: Vec<String> = counts
+        .filter(|(_, n)| *n > 0)
+        .map(|(label, n)| format!("{label} {n}"))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
     }
 }
 
