@@ -106,7 +106,9 @@ mod tests {
         readiness.set_lag_ok(true);
         assert_eq!(readiness.check(), Ok(()));
         readiness.set_output_failed();
-        assert!(readiness.check().is_err_and(|reason| reason.contains("offsets held")));
+        assert!(readiness
+            .check()
+            .is_err_and(|reason| reason.contains("offsets held")));
         readiness.set_shutting_down();
         assert_eq!(readiness.check(), Err("shutting down"));
         readiness.set_caught_up(true);

@@ -9,8 +9,8 @@
 //! announced as usual.
 
 use crate::alert::{Alert, AlertKind, RuleName, Severity};
-use crate::engine::ResumedStorm;
 use crate::config::KafkaConfig;
+use crate::engine::ResumedStorm;
 use crate::source::{client_config, QuietEofContext};
 use crate::timefmt::{parse_rfc3339_millis, Millis};
 use rdkafka::consumer::{BaseConsumer, Consumer};
