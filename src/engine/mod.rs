@@ -16,6 +16,8 @@
 //!   replies that carry only a subject;
 //! - a min-heap of active storms' end deadlines, so ending storms costs nothing per event.
 
+mod keys;
+mod lru;
 mod rules;
 mod settings;
 mod thread;
@@ -30,16 +32,12 @@ use crate::config::Config;
 use crate::event::{lowercase_into, Event};
 use crate::subject::{analyze_into, PrefixKind};
 use crate::timefmt::Millis;
-use hashlink::linked_hash_map::RawEntryMut;
-use hashlink::LinkedHashMap;
+use keys::{KeyHash, KeyHasher};
+use lru::LruMap;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::Arc;
 use thread::{Storm, Thread};
-
-/// A seeded hasher: message ids and subjects are attacker-controlled input, so map hashing must
-/// not be predictable (hash flooding).
-type Hasher = ahash::RandomState;
 
 /// What the engine did with one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,13 +132,19 @@ pub struct ResumedStorm {
     pub subject: Option<Arc<str>>,
 }
 
-/// What the engine remembers of a message id.
+/// What the engine remembers of a message id (kept under the id's [`KeyHash`]: the id's text
+/// is not kept).
 #[derive(Debug, Clone)]
 struct MessageRecord {
     thread: Arc<str>,
-    /// When the message last counted as a reply-all, for duplicates.
-    counted_at: Option<Millis>,
+    /// When the message last counted as a reply-all, for duplicates; [`NEVER_COUNTED`] when it
+    /// has not (a sentinel rather than an `Option`, which would take 8 more bytes per id).
+    counted_at: Millis,
 }
+
+/// `counted_at` of a message that never counted as a reply-all. Accepted timestamps are never
+/// this small (the decoder refuses negative ones).
+const NEVER_COUNTED: Millis = Millis::MIN;
 
 /// A pending storm end: (deadline, thread, storm epoch). Entries whose epoch no longer matches
 /// the thread's storm are stale and skipped.
@@ -155,12 +159,17 @@ const EVICTION_SCAN: usize = 64;
 /// The detector. See the module documentation.
 pub struct Engine {
     settings: Settings,
-    hasher: Hasher,
+    /// Keyed hashing of ids, thread keys, subjects and senders: they are attacker-controlled
+    /// input, so hashes must not be predictable (hash flooding, collisions).
+    hasher: KeyHasher,
     /// Stream time `T`: the largest accepted timestamp.
     now: Option<Millis>,
-    threads: LinkedHashMap<Arc<str>, Thread, Hasher>,
-    message_ids: LinkedHashMap<Arc<str>, MessageRecord, Hasher>,
-    subjects: LinkedHashMap<Box<str>, Arc<str>, Hasher>,
+    /// Thread key hash -> thread.
+    threads: LruMap<Thread>,
+    /// Message id hash -> its thread key and when it counted.
+    message_ids: LruMap<MessageRecord>,
+    /// Normalized subject hash -> thread key.
+    subjects: LruMap<Arc<str>>,
     deadlines: BinaryHeap<Deadline>,
     active: BTreeSet<Arc<str>>,
     next_epoch: u64,
@@ -175,13 +184,12 @@ pub struct Engine {
 impl Engine {
     /// A new engine with empty state.
     pub fn new(settings: Settings) -> Self {
-        let hasher = Hasher::new();
         Self {
             settings,
-            threads: LinkedHashMap::with_hasher(hasher.clone()),
-            message_ids: LinkedHashMap::with_hasher(hasher.clone()),
-            subjects: LinkedHashMap::with_hasher(hasher.clone()),
-            hasher,
+            threads: LruMap::default(),
+            message_ids: LruMap::default(),
+            subjects: LruMap::default(),
+            hasher: KeyHasher::new(),
             now: None,
             deadlines: BinaryHeap::new(),
             active: BTreeSet::new(),
@@ -233,7 +241,7 @@ impl Engine {
         self.active
             .iter()
             .filter_map(|key| {
-                let thread = self.threads.get(key)?;
+                let thread = self.threads.get(&self.hasher.hash(key))?;
                 let storm = thread.storm.as_ref()?;
                 let windows = thread.windows.as_deref();
                 Some(StormSnapshot {
@@ -243,7 +251,7 @@ impl Engine {
                     started_at: storm.started_at,
                     last_reply_all: windows.map_or(storm.started_at, ReplyWindows::latest),
                     last_hour: windows.map_or_else(WindowStats::default, |w| w.stats(0)),
-                    subject: thread.subject.clone(),
+                    subject: thread.subject.as_deref().map(Arc::from),
                 })
             })
             .collect()
@@ -263,7 +271,7 @@ impl Engine {
     pub fn adopt_storm_start(&mut self, thread_key: &str, started_at: Millis) -> bool {
         match self
             .threads
-            .get_mut(thread_key)
+            .get_mut(&self.hasher.hash(thread_key))
             .and_then(|t| t.storm.as_mut())
         {
             Some(storm) => {
@@ -281,9 +289,10 @@ impl Engine {
     /// already has an active storm, nor when every tracked thread has one and the cap is
     /// reached.
     pub fn resume_storm(&mut self, resumed: ResumedStorm, alerts: &mut Vec<Alert>) -> bool {
-        let key = self.intern(&resumed.thread_key);
+        let (hash, key) = self.intern(&resumed.thread_key);
         let Some(thread) = thread_entry(
             &mut self.threads,
+            hash,
             &key,
             self.settings.max_threads,
             &mut self.stats,
@@ -294,17 +303,17 @@ impl Engine {
             return false;
         }
         if thread.subject.is_none() {
-            thread.subject = resumed.subject;
+            thread.subject = resumed.subject.as_deref().map(Box::from);
         }
         let epoch = self.next_epoch;
         self.next_epoch += 1;
-        thread.storm = Some(Storm {
+        thread.storm = Some(Box::new(Storm {
             started_at: resumed.started_at,
             severity: resumed.severity,
             rule: resumed.rule,
             epoch,
             last_arrival: self.arrival,
-        });
+        }));
         let latest = thread
             .windows
             .as_deref()
@@ -329,7 +338,7 @@ impl Engine {
             .iter()
             .filter(|key| {
                 self.threads
-                    .get(*key)
+                    .get(&self.hasher.hash(key))
                     .and_then(|t| t.storm.as_ref())
                     .and_then(|s| s.last_arrival)
                     .is_some_and(|arrived| wall_clock >= arrived.saturating_add(quiet))
@@ -343,7 +352,7 @@ impl Engine {
 
     /// Ends the active storm on `key` at `at`: the `storm_ended` alert, then the state.
     fn end_storm(&mut self, key: &Arc<str>, at: Millis, alerts: &mut Vec<Alert>) {
-        let Some(thread) = self.threads.get_mut(key) else {
+        let Some(thread) = self.threads.get_mut(&self.hasher.hash(key)) else {
             return;
         };
         if thread.storm.is_none() {
@@ -354,7 +363,7 @@ impl Engine {
         if let (Some(windows), Some(now)) = (thread.windows.as_deref_mut(), self.now) {
             windows.advance(at.min(now));
         }
-        alerts.push(thread.alert(AlertKind::StormEnded, key, at, &self.settings));
+        alerts.push(thread.alert(AlertKind::StormEnded, at, &self.settings));
         thread.storm = None;
         if thread
             .windows
@@ -377,7 +386,8 @@ impl Engine {
             }
         }
         let message_id: &str = &event.message_id;
-        if self.is_duplicate(message_id, at) {
+        let id_hash = (!message_id.is_empty()).then(|| self.hasher.hash(message_id));
+        if self.is_duplicate(id_hash, at) {
             self.stats.duplicate += 1;
             return Outcome::Duplicate;
         }
@@ -401,7 +411,7 @@ impl Engine {
         let big_audience = event.recipient_count >= self.settings.min_recipients;
         let is_reply_all = is_reply && big_audience;
 
-        let Some(key) = self.thread_key(event, prefix) else {
+        let Some((hash, key)) = self.thread_key(event, prefix, id_hash) else {
             // No id and nothing to join it by: it counts in no window.
             self.stats.ignored += 1;
             return Outcome::Ignored;
@@ -409,10 +419,10 @@ impl Engine {
         if big_audience && !self.normalized_subject.is_empty() {
             self.record_subject(&key);
         }
-        let counted = self.apply_to_thread(&key, event, is_reply_all, now, alerts);
-        if !message_id.is_empty() {
+        let counted = self.apply_to_thread(hash, &key, event, is_reply_all, now, alerts);
+        if let Some(id_hash) = id_hash {
             // Only a reply-all that was counted makes later lines of its message duplicates.
-            self.record_message(message_id, &key, counted.then_some(at));
+            self.record_message(id_hash, &key, counted.then_some(at));
         }
         if counted {
             self.stats.counted += 1;
@@ -425,18 +435,26 @@ impl Engine {
 
     /// Whether the event repeats a message already counted as a reply-all less than
     /// `dedup_window` before it. An empty id never makes a duplicate.
-    fn is_duplicate(&self, message_id: &str, at: Millis) -> bool {
-        if message_id.is_empty() {
+    fn is_duplicate(&self, id_hash: Option<KeyHash>, at: Millis) -> bool {
+        let Some(id_hash) = id_hash else {
             return false;
-        }
+        };
         self.message_ids
-            .get(message_id)
-            .and_then(|record| record.counted_at)
+            .get(&id_hash)
+            .map(|record| record.counted_at)
+            .filter(|&counted| counted != NEVER_COUNTED)
             .is_some_and(|counted| at.saturating_sub(counted) < self.settings.dedup_window)
     }
 
     /// The thread key of contract section 2, in order of preference.
-    fn thread_key(&self, event: &Event<'_>, prefix: Option<PrefixKind>) -> Option<Arc<str>> {
+    /// The thread key of contract section 2, in order of preference, with its hash. `id_hash`
+    /// is the hash of the event's (non-empty) message id.
+    fn thread_key(
+        &self,
+        event: &Event<'_>,
+        prefix: Option<PrefixKind>,
+        id_hash: Option<KeyHash>,
+    ) -> Option<(KeyHash, Arc<str>)> {
         if let Some(thread_id) = &event.thread_id {
             return Some(self.intern(thread_id));
         }
@@ -447,89 +465,77 @@ impl Engine {
             return Some(self.known_thread_or(parent));
         }
         if prefix == Some(PrefixKind::Reply) && !self.normalized_subject.is_empty() {
-            if let Some(key) = self.subjects.get(self.normalized_subject.as_str()) {
-                return Some(key.clone());
+            let subject_hash = self.hasher.hash(&self.normalized_subject);
+            if let Some(key) = self.subjects.get(&subject_hash) {
+                return Some((self.hasher.hash(key), key.clone()));
             }
             let key = format!("subject:{}", self.normalized_subject);
             return Some(self.intern(&key));
         }
-        if !event.message_id.is_empty() {
-            return Some(self.intern(&event.message_id));
-        }
-        None
+        let id_hash = id_hash?;
+        Some(self.intern_hashed(id_hash, &event.message_id))
     }
 
     /// The thread key recorded for a message id, else the id itself.
-    fn known_thread_or(&self, message_id: &str) -> Arc<str> {
-        match self.message_ids.get(message_id) {
-            Some(record) => record.thread.clone(),
-            None => self.intern(message_id),
+    fn known_thread_or(&self, message_id: &str) -> (KeyHash, Arc<str>) {
+        let id_hash = self.hasher.hash(message_id);
+        match self.message_ids.get(&id_hash) {
+            Some(record) => (self.hasher.hash(&record.thread), record.thread.clone()),
+            None => self.intern_hashed(id_hash, message_id),
         }
     }
 
-    /// A shared copy of a thread key: the tracked thread's own when there is one, so one key
-    /// is one allocation however many maps hold it.
-    fn intern(&self, key: &str) -> Arc<str> {
-        match self.threads.get_key_value(key) {
-            Some((existing, _)) => existing.clone(),
-            None => Arc::from(key),
+    /// A thread key's hash and a shared copy of it.
+    fn intern(&self, key: &str) -> (KeyHash, Arc<str>) {
+        self.intern_hashed(self.hasher.hash(key), key)
+    }
+
+    /// A shared copy of a thread key whose hash is `hash`: the tracked thread's own when there
+    /// is one, so one key is one allocation however many maps hold it.
+    fn intern_hashed(&self, hash: KeyHash, key: &str) -> (KeyHash, Arc<str>) {
+        match self.threads.get(&hash) {
+            Some(thread) => (hash, thread.key.clone()),
+            None => (hash, Arc::from(key)),
         }
     }
 
     /// Records `message_id -> key` (latest wins), keeping the time it counted as a reply-all.
-    fn record_message(&mut self, message_id: &str, key: &Arc<str>, counted_at: Option<Millis>) {
-        match self.message_ids.raw_entry_mut().from_key(message_id) {
-            RawEntryMut::Occupied(mut entry) => {
-                entry.to_back();
-                let record = entry.get_mut();
-                if !Arc::ptr_eq(&record.thread, key) {
-                    record.thread = key.clone();
-                }
-                if counted_at.is_some() {
-                    record.counted_at = counted_at;
-                }
+    fn record_message(&mut self, id_hash: KeyHash, key: &Arc<str>, counted_at: Option<Millis>) {
+        if let Some(record) = self.message_ids.touch(&id_hash) {
+            if !Arc::ptr_eq(&record.thread, key) {
+                record.thread = key.clone();
             }
-            RawEntryMut::Vacant(entry) => {
-                let id_key = if **key == *message_id {
-                    key.clone()
-                } else {
-                    Arc::from(message_id)
-                };
-                entry.insert(
-                    id_key,
-                    MessageRecord {
-                        thread: key.clone(),
-                        counted_at,
-                    },
-                );
-                if self.message_ids.len() > self.settings.max_message_ids {
-                    self.message_ids.pop_front();
-                    self.stats.message_id_evictions += 1;
-                }
+            if let Some(counted_at) = counted_at {
+                record.counted_at = counted_at;
             }
+            return;
+        }
+        self.message_ids.insert_new(
+            id_hash,
+            MessageRecord {
+                thread: key.clone(),
+                counted_at: counted_at.unwrap_or(NEVER_COUNTED),
+            },
+        );
+        if self.message_ids.len() > self.settings.max_message_ids.min(lru::MAX_ENTRIES - 1) {
+            self.message_ids.pop_front();
+            self.stats.message_id_evictions += 1;
         }
     }
 
     /// Records `normalized subject -> key` (latest wins).
     fn record_subject(&mut self, key: &Arc<str>) {
-        match self
-            .subjects
-            .raw_entry_mut()
-            .from_key(self.normalized_subject.as_str())
-        {
-            RawEntryMut::Occupied(mut entry) => {
-                entry.to_back();
-                if !Arc::ptr_eq(entry.get(), key) {
-                    *entry.get_mut() = key.clone();
-                }
+        let subject_hash = self.hasher.hash(&self.normalized_subject);
+        if let Some(recorded) = self.subjects.touch(&subject_hash) {
+            if !Arc::ptr_eq(recorded, key) {
+                *recorded = key.clone();
             }
-            RawEntryMut::Vacant(entry) => {
-                entry.insert(Box::from(self.normalized_subject.as_str()), key.clone());
-                if self.subjects.len() > self.settings.max_subjects {
-                    self.subjects.pop_front();
-                    self.stats.subject_evictions += 1;
-                }
-            }
+            return;
+        }
+        self.subjects.insert_new(subject_hash, key.clone());
+        if self.subjects.len() > self.settings.max_subjects.min(lru::MAX_ENTRIES - 1) {
+            self.subjects.pop_front();
+            self.stats.subject_evictions += 1;
         }
     }
 
@@ -537,6 +543,7 @@ impl Engine {
     /// and the rules. Returns whether the reply-all was counted.
     fn apply_to_thread(
         &mut self,
+        hash: KeyHash,
         key: &Arc<str>,
         event: &Event<'_>,
         is_reply_all: bool,
@@ -545,11 +552,12 @@ impl Engine {
     ) -> bool {
         if !is_reply_all && event.subject.is_none() {
             // Nothing to store; it still counts as activity for eviction order.
-            self.threads.to_back(key);
+            self.threads.touch(&hash);
             return false;
         }
         let Some(thread) = thread_entry(
             &mut self.threads,
+            hash,
             key,
             self.settings.max_threads,
             &mut self.stats,
@@ -567,7 +575,7 @@ impl Engine {
         }
         let settings = &self.settings;
         lowercase_into(&event.sender, &mut self.sender_buf);
-        let sender = self.hasher.hash_one(self.sender_buf.as_str());
+        let sender = self.hasher.hash64(&self.sender_buf);
         if settings.include_senders {
             thread.remember_sender(sender, &self.sender_buf);
         }
@@ -615,13 +623,13 @@ impl Engine {
             None => {
                 let epoch = self.next_epoch;
                 self.next_epoch += 1;
-                thread.storm = Some(Storm {
+                thread.storm = Some(Box::new(Storm {
                     started_at: now,
                     severity,
                     rule: rule_name,
                     epoch,
                     last_arrival: self.arrival,
-                });
+                }));
                 let deadline = windows.latest().saturating_add(settings.quiet_period);
                 self.deadlines.push(Reverse((deadline, key.clone(), epoch)));
                 self.active.insert(key.clone());
@@ -629,7 +637,7 @@ impl Engine {
                 AlertKind::StormStarted
             }
         };
-        alerts.push(thread.alert(kind, key, now, settings));
+        alerts.push(thread.alert(kind, now, settings));
         true
     }
 
@@ -642,7 +650,7 @@ impl Engine {
             let Some(Reverse((_, key, epoch))) = self.deadlines.pop() else {
                 break;
             };
-            let Some(thread) = self.threads.get_mut(&key) else {
+            let Some(thread) = self.threads.get_mut(&self.hasher.hash(&key)) else {
                 continue;
             };
             if thread
@@ -671,35 +679,31 @@ impl Engine {
 /// recently active. `None` only when the cap is reached and no thread near the old end can be
 /// evicted because they all have active storms.
 fn thread_entry<'a>(
-    threads: &'a mut LinkedHashMap<Arc<str>, Thread, Hasher>,
+    threads: &'a mut LruMap<Thread>,
+    hash: KeyHash,
     key: &Arc<str>,
     cap: usize,
     stats: &mut EngineStats,
 ) -> Option<&'a mut Thread> {
-    if threads.contains_key(key) {
-        return threads.to_back(key);
+    if threads.contains(&hash) {
+        return threads.touch(&hash);
     }
-    if threads.len() >= cap && !evict_one(threads, stats) {
+    if threads.len() >= cap.min(lru::MAX_ENTRIES) && !evict_one(threads, stats) {
         return None;
     }
-    threads.insert(key.clone(), Thread::default());
-    threads.get_mut(key)
+    Some(threads.insert_new(hash, Thread::new(key.clone())))
 }
 
 /// Evicts the least recently active thread without an active storm. Threads with active storms
 /// met on the way are moved to the young end: they are never evicted, and this keeps the scan
 /// short.
-fn evict_one(
-    threads: &mut LinkedHashMap<Arc<str>, Thread, Hasher>,
-    stats: &mut EngineStats,
-) -> bool {
+fn evict_one(threads: &mut LruMap<Thread>, stats: &mut EngineStats) -> bool {
     for _ in 0..EVICTION_SCAN.min(threads.len()) {
-        let Some((key, thread)) = threads.front() else {
+        let Some((hash, thread)) = threads.front() else {
             return false;
         };
         if thread.storm.is_some() {
-            let key = key.clone();
-            threads.to_back(&key);
+            threads.touch(&hash);
             continue;
         }
         threads.pop_front();

@@ -1023,7 +1023,11 @@ fn a_resumed_storm_ends_when_stream_time_passes_its_quiet_period() {
     let ended = run.alerts.last().expect("storm_ended");
     assert_eq!(
         (ended.kind, ended.severity, ended.rule),
-        (AlertKind::StormEnded, Severity::Critical, RuleName::Exchange)
+        (
+            AlertKind::StormEnded,
+            Severity::Critical,
+            RuleName::Exchange
+        )
     );
     assert_eq!(ended.at, T0 + 30 * MIN);
     assert_eq!(ended.started_at, T0 - 10 * MIN, "the announced start");
@@ -1037,7 +1041,15 @@ fn a_resumed_storm_long_quiet_ends_at_once() {
     let mut run = Run::new();
     run.feed([tick(120.0, "c0")]);
     assert!(run.engine.resume_storm(resumed("t", T0), &mut run.alerts));
-    assert_eq!(run.kinds(), [(AlertKind::StormEnded, "t", Severity::Critical, RuleName::Exchange)]);
+    assert_eq!(
+        run.kinds(),
+        [(
+            AlertKind::StormEnded,
+            "t",
+            Severity::Critical,
+            RuleName::Exchange
+        )]
+    );
     assert_eq!(run.alerts[0].at, T0 + 120 * MIN);
     assert!(run.engine.active_storms().is_empty());
 }
@@ -1047,14 +1059,25 @@ fn new_reply_alls_keep_a_resumed_storm_going_without_a_new_start() {
     let mut run = Run::new();
     run.feed([tick(0.0, "c0")]);
     assert!(run.engine.resume_storm(resumed("t", T0), &mut run.alerts));
-    run.feed((0..12).map(|i| reply_all(20.0 + i as f64, &format!("m{i}"), &format!("s{i}@x"), 3000, "t")));
+    run.feed((0..12).map(|i| {
+        reply_all(
+            20.0 + i as f64,
+            &format!("m{i}"),
+            &format!("s{i}@x"),
+            3000,
+            "t",
+        )
+    }));
     assert!(
         run.alerts.is_empty(),
         "the critical storm goes on: no second start, no escalation: {:?}",
         run.kinds()
     );
     run.feed([tick(60.0, "c1")]);
-    assert!(run.alerts.is_empty(), "the last reply-all (minute 31) is 29 minutes old");
+    assert!(
+        run.alerts.is_empty(),
+        "the last reply-all (minute 31) is 29 minutes old"
+    );
     run.feed([tick(61.0, "c2")]);
     let ended = run.alerts.last().expect("storm_ended");
     assert_eq!(ended.kind, AlertKind::StormEnded);

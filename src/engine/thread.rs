@@ -23,12 +23,16 @@ pub(super) struct Storm {
     pub last_arrival: Option<Millis>,
 }
 
-/// One tracked thread.
-#[derive(Debug, Default)]
+/// One tracked thread. Everything but the key and the subject is boxed and absent for the
+/// great majority of threads (those without a reply-all), which keeps the entry at 56 bytes.
+#[derive(Debug)]
 pub(super) struct Thread {
-    pub subject: Option<Arc<str>>,
+    /// The thread key, shared with the message-id and subject maps that point here.
+    pub key: Arc<str>,
+    /// The latest non-empty subject, already cut to [`super::MAX_SUBJECT_CHARS`].
+    pub subject: Option<Box<str>>,
     pub windows: Option<Box<ReplyWindows>>,
-    pub storm: Option<Storm>,
+    pub storm: Option<Box<Storm>>,
     /// Sender hash -> address, only when `alerts.include_senders` is on. Boxed so the common
     /// case (off) costs one pointer per thread instead of an empty map's 48 bytes.
     #[allow(clippy::box_collection)]
@@ -36,10 +40,21 @@ pub(super) struct Thread {
 }
 
 impl Thread {
+    /// A thread with nothing recorded yet.
+    pub fn new(key: Arc<str>) -> Self {
+        Self {
+            key,
+            subject: None,
+            windows: None,
+            storm: None,
+            sender_names: None,
+        }
+    }
+
     /// Makes `subject` the latest, without reallocating when it is unchanged.
     pub fn set_subject(&mut self, subject: &str) {
         if self.subject.as_deref() != Some(subject) {
-            self.subject = Some(Arc::from(subject));
+            self.subject = Some(Box::from(subject));
         }
     }
 
@@ -68,7 +83,7 @@ impl Thread {
 
     /// The alert of `kind` for this thread's storm at `at`, with the statistics of the 60
     /// minutes before `at` (from the running aggregates when `at` is the windows' time).
-    pub fn alert(&self, kind: AlertKind, key: &Arc<str>, at: Millis, settings: &Settings) -> Alert {
+    pub fn alert(&self, kind: AlertKind, at: Millis, settings: &Settings) -> Alert {
         let (severity, rule, started_at) = match &self.storm {
             Some(storm) => (storm.severity, storm.rule, storm.started_at),
             None => (Severity::Warning, RuleName::Early, at),
@@ -90,7 +105,7 @@ impl Thread {
         });
         Alert {
             kind,
-            thread_key: key.clone(),
+            thread_key: self.key.clone(),
             severity,
             rule,
             at,
@@ -98,7 +113,7 @@ impl Thread {
             reply_alls: stats.reply_alls,
             distinct_senders: stats.distinct_senders,
             deliveries: stats.deliveries,
-            subject: self.subject.clone(),
+            subject: self.subject.as_deref().map(Arc::from),
             block_until: started_at.saturating_add(settings.block_duration),
             senders,
         }

@@ -145,6 +145,14 @@ fn strip_list_tag(s: &str) -> Option<&str> {
 /// ends there), an optional `[digits]` or `(digits)` counter right after it, optional whitespace,
 /// then `:` or `：`. Returns its kind and what follows the colon.
 fn strip_prefix_word(s: &str) -> Option<(PrefixKind, &str)> {
+    match strip_ascii_prefix_word(s) {
+        Some(found) => found,
+        None => strip_prefix_word_general(s),
+    }
+}
+
+/// [`strip_prefix_word`] for any subject.
+fn strip_prefix_word_general(s: &str) -> Option<(PrefixKind, &str)> {
     // Most subjects start with no prefix: reject them on the first char.
     if !may_start_prefix(fold(s.chars().next()?)?) {
         return None;
@@ -179,6 +187,55 @@ fn strip_prefix_word(s: &str) -> Option<(PrefixKind, &str)> {
         .strip_prefix(':')
         .or_else(|| before_colon.strip_prefix('：'))?;
     Some((kind, after_colon))
+}
+
+/// [`strip_prefix_word`] for a subject whose first word is ASCII letters followed by an ASCII
+/// byte (nearly every subject), on bytes: `Some(answer)`, or `None` when the general path must
+/// decide (a non-ASCII char in or right after the word, such as `Réf:` or `Vá:`). It gives the
+/// general path's answer: for ASCII, a word char is an ASCII letter and folding is ASCII
+/// lowercasing, and no non-ASCII table word can equal an ASCII word.
+fn strip_ascii_prefix_word(s: &str) -> Option<Option<(PrefixKind, &str)>> {
+    let bytes = s.as_bytes();
+    let len = bytes
+        .iter()
+        .take(MAX_WORD_CHARS + 1)
+        .take_while(|b| b.is_ascii_alphabetic())
+        .count();
+    if len > MAX_WORD_CHARS {
+        return Some(None); // longer than any prefix word
+    }
+    let next = *bytes.get(len)?; // the general path handles a subject that is one word
+    if !next.is_ascii() {
+        return None;
+    }
+    let mut folded = [0u8; MAX_WORD_CHARS];
+    let word = folded.get_mut(..len)?;
+    word.copy_from_slice(bytes.get(..len)?);
+    word.make_ascii_lowercase();
+    let Some(kind) = ascii_prefix(word) else {
+        return Some(None);
+    };
+    let after_word = s.get(len..)?;
+    let after_counter = strip_counter(after_word).unwrap_or(after_word);
+    let before_colon = after_counter.trim_start();
+    Some(
+        before_colon
+            .strip_prefix(':')
+            .or_else(|| before_colon.strip_prefix('：'))
+            .map(|after_colon| (kind, after_colon)),
+    )
+}
+
+/// The ASCII words of [`PREFIXES`] as one `match` (a test keeps the two in step): a jump on
+/// length and a compare, instead of a scan of the table.
+fn ascii_prefix(word: &[u8]) -> Option<PrefixKind> {
+    Some(match word {
+        b"re" | b"aw" | b"sv" | b"vs" | b"antw" | b"odp" | b"r" | b"rif" | b"ref" | b"ynt"
+        | b"res" => PrefixKind::Reply,
+        b"fw" | b"fwd" | b"wg" | b"tr" | b"rv" | b"enc" | b"doorst" | b"vl" | b"vb" | b"pd"
+        | b"ilt" => PrefixKind::Forward,
+        _ => return None,
+    })
 }
 
 /// `char::is_alphabetic`, answered without the table search for ASCII, the common CJK and
@@ -579,6 +636,19 @@ mod tests {
     }
 
     #[test]
+    fn ascii_match_matches_table() {
+        let ascii: Vec<_> = PREFIXES.iter().filter(|(p, _)| p.is_ascii()).collect();
+        for (word, kind) in &ascii {
+            assert_eq!(ascii_prefix(word.as_bytes()), Some(*kind), "{word}");
+        }
+        for word in ["", "rr", "fwdd", "doors", "x"] {
+            let expected = PREFIXES.iter().find(|(p, _)| *p == word).map(|(_, k)| *k);
+            assert_eq!(ascii_prefix(word.as_bytes()), expected, "{word}");
+        }
+        assert_eq!(ascii.len(), 22);
+    }
+
+    #[test]
     fn first_char_filter_matches_table() {
         for (word, _) in PREFIXES {
             let first = word.chars().next().unwrap_or('\0');
@@ -625,6 +695,15 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn ascii_fast_path_agrees_with_the_general_one(
+            s in "(Re|RE|re|Fwd|FW|Doorst|Res|Réf|Vá|AW|Research|x|回复|\\[2\\]|\\(3\\)|:|：| |\\[l\\])*"
+        ) {
+            if let Some(fast) = strip_ascii_prefix_word(&s) {
+                proptest::prop_assert_eq!(fast, strip_prefix_word_general(&s));
+            }
+        }
+
         #[test]
         fn collapse_matches_reference_on_any_string(s in proptest::prelude::any::<String>()) {
             let mut out = String::from("keep ");

@@ -1,0 +1,226 @@
+//! A hash map from [`KeyHash`] to a value that also keeps its entries in recency order, oldest
+//! first: the bounded maps of the engine (threads, message ids, subjects) evict from the old end.
+//!
+//! Why not a linked hash map with one heap node per entry: at a million entries per map, a node
+//! allocation per insert, its allocator overhead and its scattered pointers dominated the
+//! engine's time and memory. Here entries live in one slab (`Vec`) linked by `u32` indices, freed
+//! slots are reused, and the hash table holds only the 4-byte index of each entry.
+
+use super::keys::KeyHash;
+use hashbrown::HashTable;
+
+/// No entry.
+const NIL: u32 = u32::MAX;
+
+/// The most entries a map holds: indices are `u32`, and `NIL` is reserved.
+pub(super) const MAX_ENTRIES: usize = (u32::MAX - 1) as usize;
+
+struct Slot<V> {
+    key: KeyHash,
+    prev: u32,
+    next: u32,
+    /// `None` only while the slot is on the free list.
+    value: Option<V>,
+}
+
+/// See the module documentation.
+pub(super) struct LruMap<V> {
+    table: HashTable<u32>,
+    slots: Vec<Slot<V>>,
+    /// Free slots, reused before the slab grows.
+    free: Vec<u32>,
+    head: u32,
+    tail: u32,
+}
+
+impl<V> Default for LruMap<V> {
+    fn default() -> Self {
+        Self {
+            table: HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+        }
+    }
+}
+
+impl<V> LruMap<V> {
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn index_of(&self, key: &KeyHash) -> Option<u32> {
+        let slots = &self.slots;
+        self.table
+            .find(key.table_hash(), |&i| {
+                slots.get(i as usize).is_some_and(|s| s.key == *key)
+            })
+            .copied()
+    }
+
+    fn slot(&self, index: u32) -> Option<&Slot<V>> {
+        self.slots.get(index as usize)
+    }
+
+    fn slot_mut(&mut self, index: u32) -> Option<&mut Slot<V>> {
+        self.slots.get_mut(index as usize)
+    }
+
+    /// Whether `key` is held.
+    pub fn contains(&self, key: &KeyHash) -> bool {
+        self.index_of(key).is_some()
+    }
+
+    /// The value of `key`, without changing its recency.
+    pub fn get(&self, key: &KeyHash) -> Option<&V> {
+        let index = self.index_of(key)?;
+        self.slot(index)?.value.as_ref()
+    }
+
+    /// The value of `key`, mutably, without changing its recency.
+    pub fn get_mut(&mut self, key: &KeyHash) -> Option<&mut V> {
+        let index = self.index_of(key)?;
+        self.slot_mut(index)?.value.as_mut()
+    }
+
+    /// Makes `key` the most recent entry (as an access does) and returns its value.
+    pub fn touch(&mut self, key: &KeyHash) -> Option<&mut V> {
+        let index = self.index_of(key)?;
+        self.move_to_back(index);
+        self.slot_mut(index)?.value.as_mut()
+    }
+
+    /// Inserts `key`, which must not be held yet, as the most recent entry.
+    pub fn insert_new(&mut self, key: KeyHash, value: V) -> &mut V {
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                let index = u32::try_from(self.slots.len()).unwrap_or(NIL);
+                self.slots.push(Slot {
+                    key,
+                    prev: NIL,
+                    next: NIL,
+                    value: None,
+                });
+                index
+            }
+        };
+        let slots = &self.slots;
+        self.table.insert_unique(key.table_hash(), index, |&i| {
+            slots
+                .get(i as usize)
+                .map_or(0, |s: &Slot<V>| s.key.table_hash())
+        });
+        self.link_back(index);
+        let slot = &mut self.slots[index as usize];
+        slot.key = key;
+        slot.value.insert(value)
+    }
+
+    /// The oldest entry.
+    pub fn front(&self) -> Option<(KeyHash, &V)> {
+        let slot = self.slot(self.head)?;
+        Some((slot.key, slot.value.as_ref()?))
+    }
+
+    /// Removes and returns the oldest entry.
+    pub fn pop_front(&mut self) -> Option<(KeyHash, V)> {
+        let index = self.head;
+        let key = self.slot(index)?.key;
+        if let Ok(entry) = self.table.find_entry(key.table_hash(), |&i| i == index) {
+            entry.remove();
+        }
+        self.unlink(index);
+        self.free.push(index);
+        let value = self.slot_mut(index)?.value.take()?;
+        Some((key, value))
+    }
+
+    fn unlink(&mut self, index: u32) {
+        let Some(slot) = self.slot(index) else {
+            return;
+        };
+        let (prev, next) = (slot.prev, slot.next);
+        match self.slot_mut(prev) {
+            Some(p) => p.next = next,
+            None => self.head = next,
+        }
+        match self.slot_mut(next) {
+            Some(n) => n.prev = prev,
+            None => self.tail = prev,
+        }
+    }
+
+    fn link_back(&mut self, index: u32) {
+        let tail = self.tail;
+        if let Some(slot) = self.slot_mut(index) {
+            slot.prev = tail;
+            slot.next = NIL;
+        }
+        match self.slot_mut(tail) {
+            Some(t) => t.next = index,
+            None => self.head = index,
+        }
+        self.tail = index;
+    }
+
+    fn move_to_back(&mut self, index: u32) {
+        if self.tail != index {
+            self.unlink(index);
+            self.link_back(index);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::keys::KeyHasher;
+    use std::collections::VecDeque;
+
+    /// The map against a plain model (a deque in recency order) under random operations.
+    #[test]
+    fn behaves_like_a_recency_ordered_map() {
+        let hasher = KeyHasher::new();
+        let mut map: LruMap<u32> = LruMap::default();
+        let mut model: VecDeque<(u32, u32)> = VecDeque::new();
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        for step in 0..20_000u32 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let key = (state % 300) as u32;
+            let hash = hasher.hash(&key.to_string());
+            match state % 4 {
+                0 | 1 => {
+                    let found = model.iter().position(|(k, _)| *k == key);
+                    match found {
+                        Some(pos) => {
+                            let entry = model.remove(pos).unwrap();
+                            model.push_back(entry);
+                            assert_eq!(map.touch(&hash).copied(), Some(entry.1));
+                        }
+                        None => {
+                            assert!(!map.contains(&hash));
+                            map.insert_new(hash, step);
+                            model.push_back((key, step));
+                        }
+                    }
+                }
+                2 => {
+                    let expected = model.pop_front();
+                    let got = map.pop_front();
+                    assert_eq!(got.map(|(_, v)| v), expected.map(|(_, v)| v));
+                }
+                _ => {
+                    let expected = model.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+                    assert_eq!(map.get(&hash).copied(), expected);
+                }
+            }
+            assert_eq!(map.len(), model.len());
+            assert_eq!(map.front().map(|(_, v)| *v), model.front().map(|(_, v)| *v));
+        }
+    }
+}
