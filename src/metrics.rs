@@ -69,6 +69,14 @@ pub struct Metrics {
     pub last_event_received_seconds: Gauge,
     /// `stormwatch_caught_up`: 1 when every assigned partition is read to its end.
     pub caught_up: IntGauge,
+    /// `stormwatch_log_lines_ignored_total{reason}`: mail-log lines (`input.format` postfix or
+    /// exchange-tracking) that are well formed but say nothing stormwatch uses.
+    pub log_lines_ignored_total: IntCounterVec,
+    /// `stormwatch_log_messages_dropped_total{reason}`: messages being assembled from mail-log
+    /// lines that were dropped before they were complete.
+    pub log_messages_dropped_total: IntCounterVec,
+    /// `stormwatch_log_messages_pending`: messages being assembled from mail-log lines.
+    pub log_messages_pending: IntGauge,
     /// The `storm_reply_alls` label values currently set, so a refresh removes only the series
     /// of storms no longer shown (no scrape ever sees the gauge emptied and refilled).
     storm_series: Mutex<Vec<String>>,
@@ -274,6 +282,23 @@ impl Metrics {
                 &registry,
                 "stormwatch_caught_up",
                 "1 when every assigned partition is read to its end, else 0.",
+            ),
+            log_lines_ignored_total: counter_vec(
+                &registry,
+                "stormwatch_log_lines_ignored_total",
+                "Mail-log lines that are well formed but say nothing stormwatch uses, by reason.",
+                &["reason"],
+            ),
+            log_messages_dropped_total: counter_vec(
+                &registry,
+                "stormwatch_log_messages_dropped_total",
+                "Messages assembled from mail-log lines that were dropped before they were complete, by reason.",
+                &["reason"],
+            ),
+            log_messages_pending: int_gauge(
+                &registry,
+                "stormwatch_log_messages_pending",
+                "Messages being assembled from mail-log lines (bounded by input.*.max_pending).",
             ),
             storm_series: Mutex::new(Vec::new()),
             registry,

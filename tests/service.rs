@@ -560,3 +560,72 @@ fn an_alert_the_broker_refuses_for_good_holds_offsets_until_a_restart_writes_it(
     assert_eq!(kinds(&c.alerts()), vec!["storm_started:refused"]);
     assert_eq!(alerts[0]["reply_alls"], 3);
 }
+
+/// A mail log produced line by line to the input topic (round-robin over `partitions`, or all
+/// on partition 0), read by the service with `format`: the storm comes out as from replay.
+fn mail_log_through_the_service(
+    format: stormwatch::decode::InputFormat,
+    log: &str,
+    partitions: i32,
+) -> (Vec<serde_json::Value>, String) {
+    let c = cluster(2);
+    let mut config = c.config.clone();
+    config.input.format = format;
+    let service = c.start(&config);
+    let text = std::fs::read_to_string(log).expect("sample log");
+    let records: Vec<(i32, String)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| ((i as i32) % partitions, line.to_string()))
+        .collect();
+    c.produce(&records);
+    let alerts = c.wait_for_alerts("storm_started", |a| count(a, "storm_started") == 1);
+    std::thread::sleep(Duration::from_secs(1));
+    let metrics = http_get(&format!("http://{}/metrics", service.http_address()));
+    service.stop().expect("clean stop");
+    assert_eq!(c.alerts().len(), alerts.len(), "{:?}", kinds(&c.alerts()));
+    (alerts, metrics)
+}
+
+fn assert_the_sample_storm(alert: &serde_json::Value) {
+    assert_eq!(alert["kind"], "storm_started");
+    assert_eq!(alert["thread_key"], "orig-1@x.org");
+    assert_eq!(alert["rule"], "early");
+    assert_eq!(alert["reply_alls"], 3);
+    assert_eq!(alert["distinct_senders"], 3);
+    assert_eq!(alert["deliveries"], 9003);
+}
+
+#[test]
+fn postfix_log_lines_on_kafka_are_assembled_into_events() {
+    let (alerts, metrics) = mail_log_through_the_service(
+        stormwatch::decode::InputFormat::Postfix,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/postfix/storm.log"),
+        2,
+    );
+    assert_the_sample_storm(&alerts[0]);
+    // Lines of other daemons are counted as ignored, the garbage line as malformed.
+    assert!(
+        metrics.contains("stormwatch_log_lines_ignored_total{reason=\"other_daemon\"} 28"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stormwatch_malformed_events_total{reason=\"no_syslog_header\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stormwatch_events_total{outcome=\"counted\"} 5"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn exchange_tracking_rows_on_kafka_are_assembled_into_events() {
+    // One partition: a stream's `#Fields:` line sets the columns of the rows after it.
+    let (alerts, _) = mail_log_through_the_service(
+        stormwatch::decode::InputFormat::ExchangeTracking,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/exchange/storm.log"),
+        1,
+    );
+    assert_the_sample_storm(&alerts[0]);
+}

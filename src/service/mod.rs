@@ -172,6 +172,7 @@ pub fn start(config: &Config, options: StartOptions) -> anyhow::Result<RunningSe
         max_future_skew: millis(config.detection.max_future_skew),
         merge_max_wait: millis(kafka.merge_max_wait),
         holdback: rebuild_holdback(config),
+        input: config.input.clone(),
     };
     let detection = std::thread::Builder::new()
         .name("stormwatch-detect".into())

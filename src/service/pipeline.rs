@@ -1,13 +1,17 @@
-//! The detection thread: poll Kafka, decode, merge partitions in timestamp order, run the
-//! engine, hand alerts to the durable producer and the sinks, send malformed records to the DLQ,
-//! commit what is safe. One dedicated OS thread (not a tokio worker): the hot path never waits
+//! The detection thread: poll Kafka, parse (`input.format`), merge partitions in timestamp
+//! order, assemble mail-log lines into events, run the engine, hand alerts to the durable
+//! producer and the sinks, send malformed records to the DLQ, commit what is safe. One dedicated OS thread (not a tokio worker): the hot path never waits
 //! on a sink, an HTTP request or an async runtime.
 
 use super::announced::{Announced, Verdict};
 use super::producer::{DeadLetter, DurableOutput, Output, Settled, MAX_DLQ_PAYLOAD};
 use super::ServiceHandles;
 use crate::alert::{Alert, AlertKind};
-use crate::decode::{decode_json, DecodeOptions, Malformed, DEFAULT_MAX_RECORD_BYTES};
+use crate::config::InputConfig;
+use crate::decode::{
+    CorrelationStats, Correlator, DecodeOptions, Dropped, LineOutcome, Malformed, Parsed,
+    RecordParser, DEFAULT_MAX_RECORD_BYTES,
+};
 use crate::engine::{Engine, EngineStats};
 use crate::event::Event;
 use crate::latency::{LatencyError, LatencyRecorder};
@@ -20,6 +24,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -37,9 +42,10 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
 
 /// A record waiting in the merge.
 pub(super) enum Item {
-    /// A decoded event, with when it arrived.
-    Event {
-        event: Event<'static>,
+    /// A parsed record (a contract event, a mail-log line, an ignored line), with when it
+    /// arrived.
+    Record {
+        parsed: Parsed<'static>,
         arrived: Instant,
     },
     /// A malformed record, kept for the DLQ (its head, when it is larger than the DLQ takes).
@@ -63,6 +69,7 @@ pub(super) struct Pipeline {
     pub max_future_skew: Millis,
     pub merge_max_wait: Millis,
     pub holdback: Millis,
+    pub input: InputConfig,
 }
 
 /// The detection thread's state while it runs.
@@ -77,6 +84,18 @@ struct Detector {
     merger: Merger<Item>,
     offsets: OffsetTracker,
     decode: DecodeOptions,
+    /// One parser per partition: an Exchange stream's `#Fields:` lines set its column layout.
+    parsers: HashMap<i32, RecordParser>,
+    new_parser: RecordParser,
+    /// Joins mail-log lines into events (passes JSON events through untouched).
+    correlator: Correlator<u64>,
+    /// Events the correlator completed, waiting for the engine.
+    assembled: Vec<Event<'static>>,
+    /// The newest mail-log line time and the wall clock when it was processed: while caught
+    /// up, the correlator's clock runs on from there, so a message whose header lines never
+    /// come is still emitted when traffic stops.
+    log_clock: Option<(Millis, Millis)>,
+    previous_correlation: CorrelationStats,
     alerts: Vec<Alert>,
     /// Alerts since the last board update (the board keeps the ended ones).
     published: Vec<Alert>,
@@ -107,6 +126,12 @@ impl Pipeline {
                 max_future_skew: self.max_future_skew,
                 max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             },
+            parsers: HashMap::new(),
+            new_parser: RecordParser::new(self.input.format, &self.input),
+            correlator: Correlator::new(self.input.format, &self.input),
+            assembled: Vec::new(),
+            log_clock: None,
+            previous_correlation: CorrelationStats::default(),
             alerts: Vec::new(),
             published: Vec::new(),
             previous_stats: EngineStats::default(),
@@ -135,6 +160,7 @@ impl Detector {
                 }
                 self.ever_caught_up = true;
                 let seq = self.offsets.current_seq();
+                self.expire_idle_log_messages(seq);
                 self.engine.end_idle_storms(now_millis(), &mut self.alerts);
                 self.emit_alerts(seq);
             }
@@ -198,11 +224,16 @@ impl Detector {
                 Ok(message) => {
                     received = true;
                     let payload = message.payload().unwrap_or_default();
-                    let item = match decode_json(payload, &self.decode) {
-                        Ok(event) => (
-                            event.timestamp,
-                            Item::Event {
-                                event: event.into_owned(),
+                    let parser = self
+                        .parsers
+                        .entry(message.partition())
+                        .or_insert_with(|| self.new_parser.clone());
+                    let item = match parser.parse(payload, &self.decode) {
+                        // Ignored lines carry no time worth waiting for: they go first.
+                        Ok(parsed) => (
+                            parsed.timestamp().unwrap_or(Millis::MIN),
+                            Item::Record {
+                                parsed: parsed.into_owned(),
                                 arrived: Instant::now(),
                             },
                         ),
@@ -280,18 +311,28 @@ impl Detector {
 
     fn process(&mut self, partition: i32, pending: Pending<Item>) {
         match pending.item {
-            Item::Event { event, arrived } => {
+            Item::Record { parsed, arrived } => {
                 let seq = self
                     .offsets
-                    .processed(partition, pending.offset, Some(event.timestamp));
-                self.engine.ingest(&event, &mut self.alerts);
-                if let Ok(recorder) = &mut self.processing {
-                    recorder.record(arrived.elapsed());
+                    .processed(partition, pending.offset, parsed.timestamp());
+                if let Parsed::Event(event) = &parsed {
+                    self.ingest(event, arrived, seq);
+                    return;
                 }
-                if let Ok(recorder) = &mut self.lag {
-                    recorder.record_millis_between(event.timestamp, now_millis());
+                let outcome = self.correlator.accept(&parsed, seq, &mut self.assembled);
+                if let LineOutcome::Ignored(reason) = outcome {
+                    self.handles
+                        .metrics
+                        .log_lines_ignored_total
+                        .with_label_values(&[reason.label()])
+                        .inc();
                 }
-                self.emit_alerts(seq);
+                if let Some(at) = parsed.timestamp() {
+                    let newest = self.log_clock.map_or(at, |(newest, _)| newest.max(at));
+                    self.log_clock = Some((newest, now_millis()));
+                    self.correlator.expire(newest, &mut self.assembled);
+                }
+                self.ingest_assembled(arrived, seq);
             }
             Item::Malformed {
                 reason,
@@ -317,6 +358,43 @@ impl Detector {
                 }
             }
         }
+    }
+
+    /// Runs one event through the engine and sends what it causes, tagged with record `seq`.
+    fn ingest(&mut self, event: &Event<'_>, arrived: Instant, seq: u64) {
+        self.engine.ingest(event, &mut self.alerts);
+        if let Ok(recorder) = &mut self.processing {
+            recorder.record(arrived.elapsed());
+        }
+        if let Ok(recorder) = &mut self.lag {
+            recorder.record_millis_between(event.timestamp, now_millis());
+        }
+        self.emit_alerts(seq);
+    }
+
+    /// Runs the events the correlator completed through the engine.
+    fn ingest_assembled(&mut self, arrived: Instant, seq: u64) {
+        if self.assembled.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut self.assembled);
+        for event in &events {
+            self.ingest(event, arrived, seq);
+        }
+        self.assembled = events;
+        self.assembled.clear();
+    }
+
+    /// While caught up, moves the correlator's clock on by the wall-clock time since the newest
+    /// mail-log line (not to the wall clock itself: log timestamps may be skewed), so messages
+    /// waiting for header lines that never come are emitted when traffic stops.
+    fn expire_idle_log_messages(&mut self, seq: u64) {
+        let Some((newest, processed_at)) = self.log_clock else {
+            return;
+        };
+        let at = newest.saturating_add(now_millis().saturating_sub(processed_at).max(0));
+        self.correlator.expire(at, &mut self.assembled);
+        self.ingest_assembled(Instant::now(), seq);
     }
 
     /// Sends the engine's new alerts (tagged with input record `seq`) to the alerts topic and
@@ -399,7 +477,11 @@ impl Detector {
 
     /// Commits what is safe; refreshes metrics, the storm board and readiness.
     fn housekeeping(&mut self, mode: CommitMode) {
-        let points = self.offsets.commit_points(self.engine.stream_time());
+        // Records absorbed into messages still being assembled are not committed either.
+        let points = self.offsets.commit_points(
+            self.engine.stream_time(),
+            self.correlator.oldest_pending_token(),
+        );
         if !points.is_empty() {
             let mut list = TopicPartitionList::new();
             for (partition, offset) in &points {
@@ -424,6 +506,22 @@ impl Detector {
             .set(i64::try_from(self.engine.tracked_threads()).unwrap_or(i64::MAX));
         metrics.record_stream_time(self.engine.stream_time());
         metrics.caught_up.set(i64::from(self.merger.caught_up()));
+        let correlation = self.correlator.stats();
+        for reason in Dropped::ALL {
+            let new = correlation
+                .dropped(reason)
+                .saturating_sub(self.previous_correlation.dropped(reason));
+            if new > 0 {
+                metrics
+                    .log_messages_dropped_total
+                    .with_label_values(&[reason.label()])
+                    .inc_by(new);
+            }
+        }
+        self.previous_correlation = correlation;
+        metrics
+            .log_messages_pending
+            .set(i64::try_from(self.correlator.pending()).unwrap_or(i64::MAX));
         for recorder in [&mut self.lag, &mut self.processing].into_iter().flatten() {
             recorder.flush();
         }

@@ -122,13 +122,22 @@ impl OffsetTracker {
     }
 
     /// The offsets that may now be committed (only those that moved forward), given stream
-    /// time.
-    pub fn commit_points(&mut self, stream_time: Option<Millis>) -> Vec<(i32, i64)> {
+    /// time and `floor`, the sequence number of the oldest record the caller still needs
+    /// (a mail-log line in a message being assembled), which is held back like an in-flight
+    /// effect.
+    pub fn commit_points(
+        &mut self,
+        stream_time: Option<Millis>,
+        floor: Option<u64>,
+    ) -> Vec<(i32, i64)> {
         let Some(now) = stream_time else {
             return Vec::new();
         };
         let oldest = self.in_flight.iter().next();
-        let oldest_in_flight = oldest.map(|(&seq, _)| seq);
+        let oldest_in_flight = match (oldest.map(|(&seq, _)| seq), floor) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let reference = oldest
             .and_then(|(_, &(_, produced_at))| produced_at)
             .map_or(now, |produced_at| produced_at.min(now));
@@ -183,10 +192,10 @@ mod tests {
             t.processed(0, i, Some(i * S));
         }
         // Stream time 199 s: records at or before 139 s are outside the holdback.
-        assert_eq!(t.commit_points(Some(199 * S)), vec![(0, 139)]);
+        assert_eq!(t.commit_points(Some(199 * S), None), vec![(0, 139)]);
         // Nothing moved: nothing new to commit.
-        assert_eq!(t.commit_points(Some(199 * S)), vec![]);
-        assert_eq!(t.commit_points(Some(250 * S)), vec![(0, 190)]);
+        assert_eq!(t.commit_points(Some(199 * S), None), vec![]);
+        assert_eq!(t.commit_points(Some(250 * S), None), vec![(0, 190)]);
     }
 
     #[test]
@@ -195,7 +204,7 @@ mod tests {
         t.processed(0, 0, Some(0));
         t.processed(0, 1, None);
         t.processed(0, 2, Some(10));
-        assert_eq!(t.commit_points(Some(120 * S)), vec![(0, 3)]);
+        assert_eq!(t.commit_points(Some(120 * S), None), vec![(0, 3)]);
     }
 
     #[test]
@@ -206,10 +215,10 @@ mod tests {
             seqs.push(t.processed(0, i, Some(i * 2 * S)));
         }
         t.produced(seqs[4], Some(100 * S));
-        assert_eq!(t.commit_points(Some(100 * S)), vec![(0, 4)]);
+        assert_eq!(t.commit_points(Some(100 * S), None), vec![(0, 4)]);
         assert_eq!(t.in_flight(), 1);
         t.settled(seqs[4]);
-        assert_eq!(t.commit_points(Some(100 * S)), vec![(0, 10)]);
+        assert_eq!(t.commit_points(Some(100 * S), None), vec![(0, 10)]);
     }
 
     #[test]
@@ -220,9 +229,9 @@ mod tests {
         t.produced(a, Some(100 * S));
         t.processed(1, 1, Some(4 * S));
         // Partition 1's records came after the in-flight effect's record.
-        assert_eq!(t.commit_points(Some(100 * S)), vec![(0, 0)]);
+        assert_eq!(t.commit_points(Some(100 * S), None), vec![(0, 0)]);
         t.settled(a);
-        assert_eq!(t.commit_points(Some(100 * S)), vec![(0, 1), (1, 2)]);
+        assert_eq!(t.commit_points(Some(100 * S), None), vec![(0, 1), (1, 2)]);
     }
 
     #[test]
@@ -241,9 +250,9 @@ mod tests {
         // Measured from the stream time of the in-flight alert (9 minutes, minus the one-minute
         // holdback here), the commit stops at 8 minutes: the alert's record and its window are
         // read again after a crash, however far stream time has run.
-        assert_eq!(t.commit_points(Some(90 * 60 * S)), vec![(0, 8)]);
+        assert_eq!(t.commit_points(Some(90 * 60 * S), None), vec![(0, 8)]);
         t.settled(seqs[9]);
-        assert_eq!(t.commit_points(Some(90 * 60 * S)), vec![(0, 89)]);
+        assert_eq!(t.commit_points(Some(90 * 60 * S), None), vec![(0, 89)]);
     }
 
     #[test]
@@ -254,5 +263,15 @@ mod tests {
         }
         let p = &t.partitions[&0];
         assert!(p.checkpoints.len() <= 101, "{}", p.checkpoints.len());
+    }
+
+    #[test]
+    fn a_floor_holds_back_like_an_in_flight_effect() {
+        let mut t = OffsetTracker::new(0);
+        let seqs: Vec<u64> = (0..10)
+            .map(|i| t.processed(0, i, Some(i * 2 * S)))
+            .collect();
+        assert_eq!(t.commit_points(Some(100 * S), Some(seqs[3])), vec![(0, 3)]);
+        assert_eq!(t.commit_points(Some(100 * S), None), vec![(0, 10)]);
     }
 }
