@@ -243,15 +243,15 @@ postconf -c "$PFX/etc" -M# smtp/inet
 postconf -c "$PFX/etc" -Me "127.0.0.1:$SMTP_PORT/inet = 127.0.0.1:$SMTP_PORT inet n - n - - smtpd"
 postconf -c "$PFX/etc" -Me "postlog/unix-dgram = postlog unix-dgram n - n - 1 postlogd"
 postconf -c "$PFX/etc" -F '*/*/chroot = n'
-if [ -f deploy/postfix/header_checks ]; then
-    cp deploy/postfix/header_checks "$PFX/etc/header_checks"
-    say "header_checks: deploy/postfix/header_checks"
-else
-    # deploy/postfix/ not there yet: the same INFO rules, inline.
-    printf '%s\n' '/^Subject:/ INFO' '/^In-Reply-To:/ INFO' '/^References:/ INFO' \
-        >"$PFX/etc/header_checks"
-    say "header_checks: inline INFO rules (no deploy/postfix/header_checks)"
-fi
+# The shipped header_checks rules and main.cf fragment, installed as the README says.
+for f in deploy/postfix/header_checks deploy/postfix/main.cf.fragment; do
+    [ -f "$f" ] || die "$f is missing"
+done
+cp deploy/postfix/header_checks "$PFX/etc/stormwatch_header_checks"
+sed -e "s|/etc/postfix/stormwatch_header_checks|$PFX/etc/stormwatch_header_checks|g" \
+    deploy/postfix/main.cf.fragment >>"$PFX/etc/main.cf"
+[ "$(postconf -c "$PFX/etc" -h header_checks)" = "regexp:$PFX/etc/stormwatch_header_checks" ] ||
+    die "deploy/postfix/main.cf.fragment does not set header_checks to the shipped rules"
 "$PY" - "$PFX/etc/virtual" "$LIST" "$LIST_SIZE" <<'EOF'
 import sys
 path, alias, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
