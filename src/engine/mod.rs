@@ -433,6 +433,21 @@ impl Engine {
         }
     }
 
+    /// The thread key `event` would get now (contract section 2), without applying it: for
+    /// tools and the thread-key benchmark. `None` when it would get none.
+    pub fn thread_key_of(&mut self, event: &Event<'_>) -> Option<Arc<str>> {
+        let prefix = match &event.subject {
+            Some(subject) => analyze_into(subject, &mut self.normalized_subject),
+            None => {
+                self.normalized_subject.clear();
+                None
+            }
+        };
+        let message_id: &str = &event.message_id;
+        let id_hash = (!message_id.is_empty()).then(|| self.hasher.hash(message_id));
+        self.thread_key(event, prefix, id_hash).map(|(_, key)| key)
+    }
+
     /// Whether the event repeats a message already counted as a reply-all less than
     /// `dedup_window` before it. An empty id never makes a duplicate.
     fn is_duplicate(&self, id_hash: Option<KeyHash>, at: Millis) -> bool {

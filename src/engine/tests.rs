@@ -1106,3 +1106,39 @@ fn a_resumed_storm_ends_by_wall_clock_when_idle() {
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].at, wall + 30 * MIN);
 }
+
+#[test]
+fn thread_key_of_derives_without_applying() {
+    let mut run = Run::new();
+    run.feed([ev(serde_json::json!({
+        "timestamp": T0, "message_id": "<orig@x>", "sender": "a@x", "recipient_count": 5000,
+        "thread_id": "T-1", "subject": "Budget",
+    }))]);
+    let reply = ev(serde_json::json!({
+        "timestamp": T0 + MIN, "message_id": "<r1@x>", "sender": "b@x", "recipient_count": 5000,
+        "in_reply_to": "<orig@x>",
+    }));
+    let subject_only = ev(serde_json::json!({
+        "timestamp": T0 + MIN, "message_id": "<r2@x>", "sender": "c@x", "recipient_count": 1,
+        "subject": "RE: [list] budget",
+    }));
+    let unknown = ev(serde_json::json!({
+        "timestamp": T0 + MIN, "message_id": "<r3@x>", "sender": "c@x", "recipient_count": 1,
+        "in_reply_to": "<gone@x>",
+    }));
+    assert_eq!(run.engine.thread_key_of(&reply).as_deref(), Some("T-1"));
+    assert_eq!(
+        run.engine.thread_key_of(&subject_only).as_deref(),
+        Some("T-1")
+    );
+    assert_eq!(
+        run.engine.thread_key_of(&unknown).as_deref(),
+        Some("gone@x")
+    );
+    assert_eq!(run.engine.stats().counted + run.engine.stats().ignored, 1);
+    assert_eq!(
+        run.engine.remembered_message_ids(),
+        1,
+        "nothing was recorded"
+    );
+}
