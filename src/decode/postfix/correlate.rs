@@ -12,7 +12,7 @@
 
 use super::super::outcome::{CorrelationStats, Dropped, Ignored, LineOutcome};
 use super::super::pending::PendingMap;
-use super::line::unfold_encoded_words;
+use super::line::{unfold_encoded_words, unfold_logged_folds};
 use super::{HeaderName, PostfixKind, PostfixLine};
 use crate::config::PostfixInputConfig;
 use crate::engine::millis;
@@ -225,7 +225,8 @@ fn to_event(entry: Entry) -> Option<Event<'static>> {
     let (sender, nrcpt, at) = entry.queued?;
     let owned = |s: &str| Cow::Owned(s.to_string());
     let subject = entry.subject.and_then(|raw| {
-        let decoded = decode_rfc2047(&unfold_encoded_words(&raw)).into_owned();
+        let unfolded = unfold_encoded_words(&raw);
+        let decoded = decode_rfc2047(&unfold_logged_folds(&unfolded)).into_owned();
         (!decoded.trim().is_empty()).then_some(Cow::Owned(decoded))
     });
     let nonempty = |s: &str| (!s.is_empty()).then(|| owned(s));

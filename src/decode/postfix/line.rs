@@ -205,6 +205,46 @@ pub fn unfold_encoded_words(value: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Undoes the other folds Postfix's logging leaves in a header value: a folded header's line
+/// break is logged as `?`, so a fold before a space reads `? ` and one before a tab `??`. Mail
+/// clients fold long subjects (Python's smtplib at 78 characters, Outlook and Thunderbird
+/// alike), and a reply folded where the original was not must still match it by subject.
+/// Unfolding keeps the whitespace, as RFC 5322 unfolding does. The cost: a subject's own `?`
+/// right before a space (`Lunch? Tomorrow`) is read as a fold too and dropped; that happens to
+/// the original and its replies alike, so matching is unaffected, only the shown subject loses
+/// the `?`.
+pub fn unfold_logged_folds(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains("? ") && !value.contains("??") {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '?' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            // Newline then space: the space stays.
+            Some(' ') => {}
+            // Newline then tab (both logged as `?`), then the folded text.
+            Some('?') => {
+                let mut ahead = chars.clone();
+                ahead.next();
+                match ahead.peek() {
+                    Some(next) if *next != '?' && *next != ' ' => {
+                        chars.next();
+                        out.push(' ');
+                    }
+                    _ => out.push(c),
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,5 +370,19 @@ mod tests {
         );
         assert_eq!(unfold_encoded_words("Really?? yes"), "Really?? yes");
         assert_eq!(unfold_encoded_words("=?UTF-8?Q?a?="), "=?UTF-8?Q?a?=");
+    }
+
+    #[test]
+    fn folds_in_logged_subjects_are_unfolded() {
+        // smtplib folded the reply's subject before "read" (newline, space).
+        assert_eq!(
+            unfold_logged_folds("AW: [all-staff] Quarterly results =?utf-8?b?4oCT?= please? read"),
+            "AW: [all-staff] Quarterly results =?utf-8?b?4oCT?= please read"
+        );
+        // Newline and tab.
+        assert_eq!(unfold_logged_folds("Re: long??subject"), "Re: long subject");
+        assert_eq!(unfold_logged_folds("Plain subject"), "Plain subject");
+        assert_eq!(unfold_logged_folds("What???"), "What???");
+        assert_eq!(unfold_logged_folds("Really?? yes"), "Really? yes");
     }
 }

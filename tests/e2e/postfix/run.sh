@@ -247,10 +247,10 @@ postconf -c "$PFX/etc" -F '*/*/chroot = n'
 for f in deploy/postfix/header_checks deploy/postfix/main.cf.fragment; do
     [ -f "$f" ] || die "$f is missing"
 done
-cp deploy/postfix/header_checks "$PFX/etc/stormwatch_header_checks"
-sed -e "s|/etc/postfix/stormwatch_header_checks|$PFX/etc/stormwatch_header_checks|g" \
+cp deploy/postfix/header_checks "$PFX/etc/header_checks.stormwatch"
+sed -e "s|/etc/postfix/header_checks.stormwatch|$PFX/etc/header_checks.stormwatch|g" \
     deploy/postfix/main.cf.fragment >>"$PFX/etc/main.cf"
-[ "$(postconf -c "$PFX/etc" -h header_checks)" = "regexp:$PFX/etc/stormwatch_header_checks" ] ||
+[ "$(postconf -c "$PFX/etc" -h header_checks)" = "regexp:$PFX/etc/header_checks.stormwatch" ] ||
     die "deploy/postfix/main.cf.fragment does not set header_checks to the shipped rules"
 "$PY" - "$PFX/etc/virtual" "$LIST" "$LIST_SIZE" <<'EOF'
 import sys
