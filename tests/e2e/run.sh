@@ -43,156 +43,17 @@ exec 3>&1 4>&2
 say() { printf '[e2e %4ds] %s\n' "$(($(date +%s) - T0))" "$*"; }
 
 # ------------------------------------------------------------------------------------------
-# Processes and results. Every process started is recorded (pid, name) and stopped on exit.
-PIDS=()
-NAMES=()
-RESULTS=()
-FAILED=0
-PASSED=0
-WORK=""
-
-start() { # start NAME CMD...: runs CMD in the background, output to $WORK/NAME.log
-    local name=$1
-    shift
-    "$@" >"$WORK/$name.log" 2>&1 &
-    PIDS+=("$!")
-    NAMES+=("$name")
-    say "started $name (pid $!)"
-}
-
-# A long foreground step runs in the background and is waited for, so that SIGTERM/SIGINT stop
-# the script at once (bash runs traps only between commands, but during `wait`); the step's
-# PID is stopped with the rest.
-CURRENT=""
-in_step() { # in_step CMD...: runs CMD (E2E ... for the helper) and returns its status
-    if [ "$1" = E2E ]; then
-        shift
-        set -- "$PY" "$HERE/e2e.py" "$@"
-    fi
-    "$@" &
-    CURRENT=$!
-    local rc=0
-    wait "$CURRENT" || rc=$?
-    CURRENT=""
-    return "$rc"
-}
-
-stop_all() {
-    local i pid
-    if [ -n "$CURRENT" ] && kill -0 "$CURRENT" 2>/dev/null; then
-        kill -TERM "$CURRENT" 2>/dev/null || true
-        wait "$CURRENT" 2>/dev/null || true
-    fi
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${PIDS[i]}
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${PIDS[i]}
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            say "${NAMES[i]} (pid $pid) ignored SIGTERM for 10 s: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
-}
-
-record() { # record PASS|FAIL NAME
-    RESULTS+=("$1  $2")
-    if [ "$1" = PASS ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
-    say "$1: $2"
-}
-
-check() { # check NAME CMD...: runs a check, records its outcome, never stops the run
-    local name=$1
-    shift
-    say "check: $name"
-    if in_step "$@"; then record PASS "$name"; else record FAIL "$name"; fi
-}
-
-sigterm_check() { # sigterm_check NAME PID: SIGTERM, then exit 0 within 20 s
-    local name=$1 pid=$2 rc=""
-    say "check: $name"
-    kill -TERM "$pid"
-    for _ in $(seq 1 100); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            set +e
-            wait "$pid"
-            rc=$?
-            set -e
-            break
-        fi
-        sleep 0.2
-    done
-    if [ "$rc" = 0 ]; then
-        record PASS "$name"
-    elif [ -z "$rc" ]; then
-        record FAIL "$name (still running after 20 s)"
-    else
-        record FAIL "$name (exit $rc)"
-    fi
-}
-
-show_logs() {
-    local name
-    [ -n "$WORK" ] || return 0
-    for name in "${NAMES[@]}"; do
-        if [ -s "$WORK/$name.log" ]; then
-            echo "---- last lines of $name.log ----"
-            tail -n 25 "$WORK/$name.log" | cut -c1-400
-        fi
-    done
-}
-
-SETUP_ERROR=""
-die() {
-    SETUP_ERROR="$*"
-    say "setup failed: $*"
-    exit 1
-}
-
-finish() {
-    local rc=$?
-    trap - EXIT
-    exec 1>&3 2>&4
-    stop_all
-    echo
-    echo "==================== e2e summary ===================="
-    local r
-    for r in "${RESULTS[@]}"; do echo "  $r"; done
-    if [ -n "$SETUP_ERROR" ]; then
-        echo "  FAIL  setup: $SETUP_ERROR"
-        FAILED=$((FAILED + 1))
-    elif [ "$rc" -ne 0 ] && [ "$FAILED" -eq 0 ]; then
-        echo "  FAIL  the script stopped early (exit $rc)"
-        FAILED=$((FAILED + 1))
-    fi
+# Processes, checks and the summary (shared with tests/e2e/postfix/run.sh).
+SUITE=e2e
+STEP_KEYWORD=E2E
+STEP_SCRIPT=$HERE/e2e.py
+summary_extra() {
     if [ -n "$WORK" ] && [ -f "$WORK/stormwatch.log" ]; then
         echo "  stormwatch log: $(grep -c '"level":"ERROR"' "$WORK/stormwatch.log" || true) errors, $(grep -c '"level":"WARN"' "$WORK/stormwatch.log" || true) warnings"
     fi
-    echo "  time: $(($(date +%s) - T0)) s"
-    if [ "$FAILED" -ne 0 ]; then
-        show_logs
-        echo "e2e: FAIL"
-        echo "e2e: $PASSED passed, $FAILED failed"
-        [ -n "$WORK" ] && echo "(logs and data kept in $WORK)"
-        exit 1
-    fi
-    echo "e2e: PASS"
-    echo "e2e: $PASSED passed, 0 failed"
-    if [ -n "$WORK" ]; then
-        if [ "${E2E_KEEP:-0}" = 1 ]; then echo "(logs and data kept in $WORK)"; else rm -rf "$WORK"; fi
-    fi
 }
-trap finish EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=tests/e2e/harness.sh
+source "$ROOT/tests/e2e/harness.sh"
 
 # ------------------------------------------------------------------------------------------
 # 1. Tools and the build.
