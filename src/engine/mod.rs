@@ -15,6 +15,12 @@
 //! - normalized subject -> thread key for big-audience messages (`limits.max_subjects`), for
 //!   replies that carry only a subject;
 //! - a min-heap of active storms' end deadlines, so ending storms costs nothing per event.
+//!
+//! The three bounded maps are keyed by a 128-bit keyed hash of the id, key or subject
+//! (`keys.rs`, which states why a hash may stand for the string) and kept in recency order in a
+//! slab (`lru.rs`): a lookup is one hash and no string comparison, a remembered message id keeps
+//! no copy of its text, and an entry costs no allocation of its own. Thread key strings are
+//! kept (shared, one allocation per key) because alerts name them.
 
 mod keys;
 mod lru;
