@@ -23,6 +23,11 @@ struct Slot<V> {
     value: Option<V>,
 }
 
+/// The allocator refused a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the allocator refused to reserve the map's capacity")]
+pub struct ReserveError;
+
 /// See the module documentation.
 pub(super) struct LruMap<V> {
     table: HashTable<u32>,
@@ -46,6 +51,29 @@ impl<V> Default for LruMap<V> {
 }
 
 impl<V> LruMap<V> {
+    /// Makes room for `capacity` entries in all, so inserts up to it never grow the table.
+    /// Growing rehashes every entry (a random access into the slab each), which at millions of
+    /// entries stops the caller for a sizeable fraction of a second; a service that must answer
+    /// within milliseconds reserves its caps once at start instead. The slab's reservation is
+    /// address space the kernel backs only as entries arrive; the table's control bytes (one per
+    /// bucket) are written at once. Fails, changing nothing that matters, when the allocator
+    /// refuses (a cap far beyond the machine's memory): the map then grows as before.
+    pub fn try_reserve(&mut self, capacity: usize) -> Result<(), ReserveError> {
+        let capacity = capacity.min(MAX_ENTRIES);
+        let additional = capacity.saturating_sub(self.table.len());
+        let slots = &self.slots;
+        self.table
+            .try_reserve(additional, |&i| {
+                slots
+                    .get(i as usize)
+                    .map_or(0, |s: &Slot<V>| s.key.table_hash())
+            })
+            .map_err(|_| ReserveError)?;
+        self.slots
+            .try_reserve(capacity.saturating_sub(self.slots.len()))
+            .map_err(|_| ReserveError)
+    }
+
     /// Entries held.
     pub fn len(&self) -> usize {
         self.table.len()
@@ -179,6 +207,20 @@ mod tests {
     use super::*;
     use crate::engine::keys::KeyHasher;
     use std::collections::VecDeque;
+
+    #[test]
+    fn a_reserved_map_does_not_grow_up_to_its_reservation() {
+        let hasher = KeyHasher::new();
+        let mut map: LruMap<u32> = LruMap::default();
+        map.try_reserve(10_000).expect("a small reservation");
+        let (table, slots) = (map.table.capacity(), map.slots.capacity());
+        assert!(table >= 10_000 && slots >= 10_000);
+        for i in 0..10_000u32 {
+            map.insert_new(hasher.hash(&i.to_string()), i);
+        }
+        assert_eq!((map.table.capacity(), map.slots.capacity()), (table, slots));
+        assert_eq!(map.get(&hasher.hash("9999")), Some(&9999));
+    }
 
     /// The map against a plain model (a deque in recency order) under random operations.
     #[test]

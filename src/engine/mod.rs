@@ -40,6 +40,7 @@ use crate::subject::{analyze_into, PrefixKind};
 use crate::timefmt::Millis;
 use keys::{KeyHash, KeyHasher};
 use lru::LruMap;
+pub use lru::ReserveError;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::Arc;
@@ -210,6 +211,18 @@ impl Engine {
     /// A new engine for a configuration.
     pub fn from_config(config: &Config) -> Self {
         Self::new(Settings::from_config(config))
+    }
+
+    /// Reserves the maps' full capacity (`limits.max_threads`, `max_message_ids`,
+    /// `max_subjects`) now, so that no map grows, and rehashes millions of entries, in the middle
+    /// of a storm: the service calls this at start for steady latency; replay lets the maps grow
+    /// with the input instead. On failure (caps beyond what the allocator grants) the maps
+    /// simply grow as needed.
+    pub fn reserve_capacity(&mut self) -> Result<(), ReserveError> {
+        self.threads.try_reserve(self.settings.max_threads)?;
+        self.message_ids
+            .try_reserve(self.settings.max_message_ids)?;
+        self.subjects.try_reserve(self.settings.max_subjects)
     }
 
     /// Stream time `T`, once any event was accepted.

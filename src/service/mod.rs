@@ -165,7 +165,13 @@ pub fn start(config: &Config, options: StartOptions) -> anyhow::Result<RunningSe
         consumer,
         output,
         settled,
-        engine: Engine::from_config(config),
+        engine: {
+            let mut engine = Engine::from_config(config);
+            if let Err(error) = engine.reserve_capacity() {
+                tracing::warn!(%error, "the engine's maps will grow as needed (limits.* are larger than the memory available)");
+            }
+            engine
+        },
         announced,
         handles,
         topic: kafka.topic.clone(),
