@@ -169,7 +169,7 @@ async fn metrics_expose_build_info_and_latency_families() {
         "# TYPE stormwatch_processing_latency_seconds histogram",
         "stormwatch_processing_latency_seconds_bucket{le=\"0.001\"} 1",
         "stormwatch_processing_latency_seconds_quantile{quantile=\"0.5\"} 0.00004",
-        "stormwatch_caught_up 1",
+        "\nstormwatch_caught_up 1\n",
     ] {
         assert!(text.contains(expected), "{expected} missing in\n{text}");
     }

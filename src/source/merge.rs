@@ -6,7 +6,12 @@
 //! stream time ahead and the lagging partition's events would all look late. So records wait in
 //! per-partition buffers and the engine always gets the earliest head. A partition with nothing
 //! buffered holds the merge back only while it still has unread records on the broker (it has not
-//! reported end-of-partition), and for at most `max_wait` at a time. Partitions that run ahead
+//! reported end-of-partition), and for at most `max_wait` at a time. An end-of-partition goes
+//! stale: when a partition that was at its end gets records again (after a quiet spell, a broker
+//! outage), every other partition whose end was reported more than `max_wait` ago may have new
+//! records too that are not fetched yet, so the merge waits up to `max_wait` for it as well
+//! (records or a fresh end-of-partition end the wait). Without that, after an outage longer than
+//! the allowed lateness, the partition fetched second would find all its records late. Partitions that run ahead
 //! fill their buffers and are paused (the caller pauses them on the consumer), so memory stays
 //! bounded by `partitions x pause_at` records.
 //!
@@ -34,6 +39,10 @@ struct PartitionBuffer<T> {
     at_end: bool,
     /// Since when (caller's clock) the buffer has been empty while not at the end.
     empty_since: Option<Millis>,
+    /// When the end was last reported (caller's clock).
+    end_at: Millis,
+    /// Since when an old end is in doubt because another partition woke up.
+    doubt_since: Option<Millis>,
     paused: bool,
 }
 
@@ -43,6 +52,8 @@ impl<T> PartitionBuffer<T> {
             queue: VecDeque::new(),
             at_end: false,
             empty_since: Some(now),
+            end_at: now,
+            doubt_since: None,
             paused: false,
         }
     }
@@ -108,15 +119,30 @@ impl<T> Merger<T> {
             .partitions
             .entry(partition)
             .or_insert_with(|| PartitionBuffer::new(now));
+        let woke = buffer.at_end;
         buffer.queue.push_back(pending);
         buffer.at_end = false;
         buffer.empty_since = None;
+        buffer.doubt_since = None;
+        if woke {
+            // Checked once per wake-up, not per record: O(partitions) then.
+            let max_wait = self.max_wait;
+            for (&other, b) in &mut self.partitions {
+                let stale =
+                    b.at_end && b.queue.is_empty() && now.saturating_sub(b.end_at) >= max_wait;
+                if other != partition && stale && b.doubt_since.is_none() {
+                    b.doubt_since = Some(now);
+                }
+            }
+        }
     }
 
-    /// The partition reported that it is read to its end.
-    pub fn reached_end(&mut self, partition: i32) {
+    /// The partition reported, at `now`, that it is read to its end.
+    pub fn reached_end(&mut self, partition: i32, now: Millis) {
         if let Some(buffer) = self.partitions.get_mut(&partition) {
             buffer.at_end = true;
+            buffer.end_at = now;
+            buffer.doubt_since = None;
         }
     }
 
@@ -148,10 +174,12 @@ impl<T> Merger<T> {
                     }
                 }
                 None => {
-                    let waiting = !buffer.at_end
-                        && buffer
-                            .empty_since
-                            .is_some_and(|since| now.saturating_sub(since) < self.max_wait);
+                    let within = |since: Millis| now.saturating_sub(since) < self.max_wait;
+                    let waiting = if buffer.at_end {
+                        buffer.doubt_since.is_some_and(within)
+                    } else {
+                        buffer.empty_since.is_some_and(within)
+                    };
                     if waiting {
                         return None;
                     }
@@ -208,8 +236,8 @@ mod tests {
         for (p, t) in [(0, 10), (0, 30), (1, 20), (1, 40)] {
             m.push(p, rec(t, t), 0);
         }
-        m.reached_end(0);
-        m.reached_end(1);
+        m.reached_end(0, 0);
+        m.reached_end(1, 0);
         assert_eq!(drain(&mut m, 0), vec![(0, 10), (1, 20), (0, 30), (1, 40)]);
         assert!(m.caught_up());
     }
@@ -230,7 +258,7 @@ mod tests {
     fn an_empty_partition_at_its_end_does_not_hold_anything() {
         let mut m = Merger::new(500, 100);
         m.assign([0, 1], 0);
-        m.reached_end(1);
+        m.reached_end(1, 0);
         m.push(0, rec(10, 0), 0);
         assert_eq!(m.next(1).map(|(p, _)| p), Some(0));
     }
@@ -244,8 +272,8 @@ mod tests {
             m.push(0, rec(600_000 + i, i), 0);
             m.push(1, rec(i * 1000, i), 0);
         }
-        m.reached_end(0);
-        m.reached_end(1);
+        m.reached_end(0, 0);
+        m.reached_end(1, 0);
         let order: Vec<Millis> = drain(&mut m, 0).into_iter().map(|(_, t)| t).collect();
         let mut sorted = order.clone();
         sorted.sort_unstable();
@@ -259,8 +287,8 @@ mod tests {
         m.push(0, rec(50, 0), 0);
         m.push(1, rec(Millis::MIN, 0), 0);
         m.push(1, rec(60, 1), 0);
-        m.reached_end(0);
-        m.reached_end(1);
+        m.reached_end(0, 0);
+        m.reached_end(1, 0);
         assert_eq!(drain(&mut m, 0), vec![(1, Millis::MIN), (0, 50), (1, 60)]);
     }
 
@@ -279,7 +307,7 @@ mod tests {
             }
         );
         assert_eq!(m.flow_control(), FlowControl::default());
-        m.reached_end(0);
+        m.reached_end(0, 0);
         for _ in 0..6 {
             assert!(m.next(0).is_some());
         }
@@ -299,5 +327,48 @@ mod tests {
         m.push(1, rec(1, 0), 0);
         assert_eq!(m.revoke([1]), 1);
         assert_eq!(m.assigned().collect::<Vec<_>>(), vec![0]);
+    }
+
+    #[test]
+    fn an_old_end_of_partition_is_doubted_when_another_partition_wakes_up() {
+        let mut m = Merger::new(500, 100);
+        m.assign([0, 1], 0);
+        m.reached_end(0, 0);
+        m.reached_end(1, 0);
+        // A broker outage: nothing for 30 s, then partition 1's backlog arrives first.
+        m.push(1, rec(50, 0), 30_000);
+        assert!(m.next(30_000).is_none(), "partition 0 may have records too");
+        assert!(m.next(30_499).is_none());
+        // Partition 0's backlog, earlier in event time, arrives within the wait: merged in order.
+        m.push(0, rec(10, 0), 30_200);
+        assert_eq!(drain(&mut m, 30_200), vec![(0, 10)]);
+        m.reached_end(0, 30_250);
+        assert_eq!(drain(&mut m, 30_250), vec![(1, 50)]);
+    }
+
+    #[test]
+    fn the_doubt_ends_with_the_wait_or_a_fresh_end() {
+        let mut m = Merger::new(500, 100);
+        m.assign([0, 1, 2], 0);
+        for p in 0..3 {
+            m.reached_end(p, 0);
+        }
+        m.push(1, rec(50, 0), 10_000);
+        // Partition 2 reports its end again: no longer in doubt; partition 0 still is.
+        m.reached_end(2, 10_100);
+        assert!(m.next(10_100).is_none());
+        // Partition 0's wait runs out: go on without it.
+        assert_eq!(drain(&mut m, 10_500), vec![(1, 50)]);
+    }
+
+    #[test]
+    fn a_recent_end_of_partition_is_trusted() {
+        let mut m = Merger::new(500, 100);
+        m.assign([0, 1], 0);
+        m.reached_end(0, 9_800);
+        m.reached_end(1, 9_000);
+        // Partition 0 reported its end 200 ms ago: steady traffic, no waiting for it.
+        m.push(1, rec(50, 0), 10_000);
+        assert_eq!(drain(&mut m, 10_000), vec![(1, 50)]);
     }
 }
