@@ -76,28 +76,11 @@ fn replay_json<R: BufRead, W: Write>(
 ) -> io::Result<Summary> {
     let started = Instant::now();
     let mut summary = Summary::default();
-    let mut reader = LineReader::new(input, options.max_record_bytes);
-    let mut decode_options = DecodeOptions {
-        now: now_millis(),
-        max_future_skew: options.max_future_skew,
-        max_record_bytes: options.max_record_bytes,
-    };
+    let mut records = Records::new(input, options);
     let mut alerts = Vec::new();
-    let mut line_number: u64 = 0;
     let mut output_open = true;
-    loop {
-        if line_number % CLOCK_REFRESH_RECORDS == CLOCK_REFRESH_RECORDS - 1 {
-            decode_options.now = now_millis();
-            progress(reader.bytes_read());
-        }
-        let Some(record) = reader.next_record()? else {
-            break;
-        };
-        line_number += 1;
-        let decoded = match record {
-            Record::TooLarge => Err(Malformed::TooLarge),
-            Record::Line(bytes) => decode_json(bytes, &decode_options),
-        };
+    while let Some((line_number, decode_options, record)) = records.next(&mut progress)? {
+        let decoded = record.and_then(|bytes| decode_json(bytes, &decode_options));
         match decoded {
             Ok(event) => {
                 let outcome = engine.ingest(&event, &mut alerts);
@@ -117,8 +100,8 @@ fn replay_json<R: BufRead, W: Write>(
             }
         }
     }
-    progress(reader.bytes_read());
-    summary.finish(engine, line_number, started.elapsed());
+    progress(records.reader.bytes_read());
+    summary.finish(engine, records.line_number, started.elapsed());
     Ok(summary)
 }
 
@@ -135,30 +118,13 @@ fn replay_mail_log<R: BufRead, W: Write>(
     let started = Instant::now();
     let mut summary = Summary::default();
     summary.format = options.format;
-    let mut reader = LineReader::new(input, options.max_record_bytes);
-    let mut decode_options = DecodeOptions {
-        now: now_millis(),
-        max_future_skew: options.max_future_skew,
-        max_record_bytes: options.max_record_bytes,
-    };
+    let mut records = Records::new(input, options);
     let mut parser = RecordParser::new(options.format, &options.input);
     let mut correlator: Correlator<u64> = Correlator::new(options.format, &options.input);
     let mut events: Vec<Event<'static>> = Vec::new();
     let mut sink = AlertSink::new(output);
-    let mut line_number: u64 = 0;
-    loop {
-        if line_number % CLOCK_REFRESH_RECORDS == CLOCK_REFRESH_RECORDS - 1 {
-            decode_options.now = now_millis();
-            progress(reader.bytes_read());
-        }
-        let Some(record) = reader.next_record()? else {
-            break;
-        };
-        line_number += 1;
-        let parsed = match record {
-            Record::TooLarge => Err(Malformed::TooLarge),
-            Record::Line(bytes) => parser.parse(bytes, &decode_options),
-        };
+    while let Some((line_number, decode_options, record)) = records.next(&mut progress)? {
+        let parsed = record.and_then(|bytes| parser.parse(bytes, &decode_options));
         match parsed {
             Ok(parsed) => {
                 if let Some(at) = parsed.timestamp() {
@@ -176,12 +142,57 @@ fn replay_mail_log<R: BufRead, W: Write>(
             break;
         }
     }
+    let line_number = records.line_number;
     correlator.flush(&mut events);
     sink.feed(engine, &mut events, &mut summary, line_number)?;
-    progress(reader.bytes_read());
+    progress(records.reader.bytes_read());
     summary.correlation = Some(correlator.stats());
     summary.finish(engine, line_number, started.elapsed());
     Ok(summary)
+}
+
+/// The records of the input with their line numbers, the options to decode them with (the wall
+/// clock refreshed now and then) and progress reports: the loop both replays share.
+struct Records<R> {
+    reader: LineReader<R>,
+    decode_options: DecodeOptions,
+    line_number: u64,
+}
+
+impl<R: BufRead> Records<R> {
+    fn new(input: R, options: &ReplayOptions) -> Self {
+        Self {
+            reader: LineReader::new(input, options.max_record_bytes),
+            decode_options: DecodeOptions {
+                now: now_millis(),
+                max_future_skew: options.max_future_skew,
+                max_record_bytes: options.max_record_bytes,
+            },
+            line_number: 0,
+        }
+    }
+
+    /// The next record (its bytes, or `TooLarge` as malformed), its line number and the decode
+    /// options; `None` at the end of input.
+    #[allow(clippy::type_complexity)]
+    fn next(
+        &mut self,
+        progress: &mut impl FnMut(u64),
+    ) -> io::Result<Option<(u64, DecodeOptions, Result<&[u8], Malformed>)>> {
+        if self.line_number % CLOCK_REFRESH_RECORDS == CLOCK_REFRESH_RECORDS - 1 {
+            self.decode_options.now = now_millis();
+            progress(self.reader.bytes_read());
+        }
+        let Some(record) = self.reader.next_record()? else {
+            return Ok(None);
+        };
+        self.line_number += 1;
+        let bytes = match record {
+            Record::TooLarge => Err(Malformed::TooLarge),
+            Record::Line(bytes) => Ok(bytes),
+        };
+        Ok(Some((self.line_number, self.decode_options, bytes)))
+    }
 }
 
 /// Feeds assembled events to the engine and writes the alerts they cause.
