@@ -446,6 +446,20 @@ impl Config {
                 "must be greater than zero".into(),
             );
         }
+        // The service re-reads at least the alert window (60 minutes) after a restart; a message
+        // whose first line is older than that could not be assembled again, and its alert, if
+        // not yet acknowledged, would be lost.
+        let rebuild =
+            Duration::from_millis(u64::try_from(crate::engine::ALERT_WINDOW).unwrap_or(u64::MAX));
+        if self.input.postfix.qmgr_wait >= rebuild {
+            return bad(
+                "input.postfix.qmgr_wait",
+                format!(
+                    "must be less than {} (what a restart re-reads at least), or a message's first lines may not be read again",
+                    humantime::format_duration(rebuild)
+                ),
+            );
+        }
         for (key, cap) in [
             ("input.postfix.max_pending", self.input.postfix.max_pending),
             (

@@ -226,6 +226,10 @@ fn bad_input_settings_name_their_key() {
             "input.postfix.line_field",
         ),
         ("[input.postfix]\nlinefield = \"msg\"\n", "linefield"),
+        (
+            "[input.postfix]\nqmgr_wait = \"60m\"\n",
+            "input.postfix.qmgr_wait",
+        ),
     ] {
         let error = Config::from_toml_str(text).unwrap_err().to_string();
         assert!(error.contains(key), "{text}: {error}");
