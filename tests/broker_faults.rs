@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::kafka::{cluster, count, event, http_get, kinds, storm, Cluster, MIN, T0};
+use common::kafka::{
+    cluster, count, event, events, http_get, kinds, storm, wait_for_metrics, Cluster, MIN, T0,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::{MockCluster, MockCoordinator};
@@ -14,30 +16,6 @@ use std::time::{Duration, Instant};
 use stormwatch::config::Config;
 
 const OUTAGE: Duration = Duration::from_secs(30);
-
-/// `stormwatch_events_total{outcome}` from the metrics text (0 when absent).
-fn events(text: &str, outcome: &str) -> u64 {
-    let series = format!("stormwatch_events_total{{outcome=\"{outcome}\"}}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Waits until the service's metrics satisfy `done`.
-fn wait_for_metrics(url: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = http_get(url);
-        if done(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 /// `/readyz` status and body.
 fn readyz(address: std::net::SocketAddr) -> (u16, String) {

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::kafka::{cluster, count, event, http_get, kinds, storm, wait_ready, MIN, T0};
+use common::kafka::{
+    cluster, count, event, events, http_get, kinds, storm, wait_for_metrics, wait_ready, MIN, T0,
+};
 use std::time::{Duration, Instant};
 use stormwatch::timefmt::{format_millis, now_millis};
 
@@ -424,24 +426,11 @@ fn a_rebalance_mid_storm_loses_nothing_and_announces_nothing_twice() {
         count(a, "storm_escalated") == 1
     });
     let metrics_url = format!("http://{}/metrics", service.http_address());
-    let events = |text: &str, outcome: &str| {
-        let series = format!("stormwatch_events_total{{outcome=\"{outcome}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(series.as_str()))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let counted = |text: &str| events(text, "counted");
     // Every reply-all counted once: the handed-back partition's records (and the re-read ones
     // of the other, which was revoked and re-assigned too) are neither lost nor counted twice.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let metrics = loop {
-        let text = http_get(&metrics_url);
-        if counted(&text) >= 12.0 || Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let metrics = wait_for_metrics(&metrics_url, "the reply-alls counted", |t| {
+        events(t, "counted") >= 12
+    });
     std::thread::sleep(Duration::from_secs(2));
     let again = c.alerts();
     let metrics_after = http_get(&metrics_url);
@@ -452,8 +441,8 @@ fn a_rebalance_mid_storm_loses_nothing_and_announces_nothing_twice() {
         vec!["storm_started:rebalanced", "storm_escalated:rebalanced"]
     );
     assert_eq!(
-        counted(&metrics),
-        12.0,
+        events(&metrics, "counted"),
+        12,
         "{}",
         metrics
             .lines()
@@ -461,10 +450,10 @@ fn a_rebalance_mid_storm_loses_nothing_and_announces_nothing_twice() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert_eq!(counted(&metrics_after), 12.0);
+    assert_eq!(events(&metrics_after, "counted"), 12);
     assert_eq!(
         events(&metrics_after, "late"),
-        0.0,
+        0,
         "nothing handed back was late"
     );
 }

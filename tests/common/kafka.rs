@@ -185,6 +185,30 @@ pub fn wait_ready(service: &RunningService, within: Duration) {
     }
 }
 
+/// `stormwatch_events_total{outcome}` from the metrics text (0 when absent).
+pub fn events(text: &str, outcome: &str) -> u64 {
+    let series = format!("stormwatch_events_total{{outcome=\"{outcome}\"}}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the service's metrics satisfy `done`.
+pub fn wait_for_metrics(url: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = http_get(url);
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// GET a URL and return its body.
 pub fn http_get(url: &str) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread()
