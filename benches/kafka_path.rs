@@ -8,7 +8,7 @@
 //!
 //! - `throughput`: N generated `mixed` events (default 2,000,000), re-stamped into the last few
 //!   minutes before timing (order and relative spacing kept), produced round-robin to a
-//!   4-partition topic while the service consumes. Events/s from the first produce to the
+//!   16-partition topic (`--partitions`) while the service consumes. Events/s from the first produce to the
 //!   service's `stormwatch_events_total` (summed over outcomes) reaching N. The producer is
 //!   paced, and the run is a sweep of offered rates that stops at the first one the service does
 //!   not keep up with: the mock broker keeps only 5 MiB of batches per partition (hard-coded in
@@ -27,7 +27,8 @@
 //! Settings (arguments or environment): `--events N` / `KAFKA_PATH_EVENTS`,
 //! `--throughput-rates R1,R2,..` / `KAFKA_PATH_THROUGHPUT_RATES` (0 = unpaced), `--rate N` /
 //! `KAFKA_PATH_RATE` (latency run), `--seconds N` / `KAFKA_PATH_SECONDS`, `--storm-every-ms N` /
-//! `KAFKA_PATH_STORM_EVERY_MS`, `--compression CODEC` / `KAFKA_PATH_COMPRESSION` (the load
+//! `KAFKA_PATH_STORM_EVERY_MS`, `--partitions N` / `KAFKA_PATH_PARTITIONS` (default 16),
+//! `--compression CODEC` / `KAFKA_PATH_COMPRESSION` (the load
 //! producer's `compression.codec`, default `none`), `--fetch-wait-ms N|default` /
 //! `KAFKA_PATH_FETCH_WAIT_MS` (the service consumer's `fetch.wait.max.ms`, set through
 //! `kafka.properties`; default 10; `default` leaves the service's configuration untouched),
@@ -73,8 +74,11 @@ use stormwatch::timefmt::{format_millis, now_millis, parse_rfc3339_millis, Milli
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Partitions of the events topic.
-const PARTITIONS: i32 = 4;
+/// Partitions of the events topic unless `--partitions` says otherwise. Not the 4 of the first
+/// runs: the mock broker keeps 5 MiB per partition, about 19K records, so at 400K events/s on 4
+/// partitions any pause of 0.2 s loses records and the bench measures the mock, not the
+/// service. 16 gives 0.75 s of slack at that rate; a real topic for such a stream has as many.
+const DEFAULT_PARTITIONS: i32 = 16;
 /// Every `stormwatch_events_total` outcome.
 const OUTCOMES: [&str; 5] = ["counted", "ignored", "malformed", "late", "duplicate"];
 /// Thread ids of the injected storms start with this.
@@ -105,6 +109,7 @@ struct Settings {
     throughput_rates: Vec<u64>,
     compression: String,
     json: bool,
+    partitions: i32,
 }
 
 /// Offered rates of the throughput sweep (events/s; 0 = as fast as the producer can).
@@ -151,6 +156,10 @@ fn parse_settings() -> Settings {
         ),
         compression: std::env::var("KAFKA_PATH_COMPRESSION").unwrap_or_else(|_| "none".into()),
         json: std::env::var_os("KAFKA_PATH_JSON").is_some(),
+        partitions: std::env::var("KAFKA_PATH_PARTITIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_PARTITIONS),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -162,7 +171,7 @@ fn parse_settings() -> Settings {
         };
         let numeric = matches!(
             flag,
-            "--events" | "--rate" | "--seconds" | "--storm-every-ms"
+            "--events" | "--rate" | "--seconds" | "--storm-every-ms" | "--partitions"
         );
         if numeric {
             let value = inline.or_else(|| {
@@ -177,6 +186,7 @@ fn parse_settings() -> Settings {
                 "--events" => settings.events = value,
                 "--rate" => settings.rate = value,
                 "--seconds" => settings.seconds = value,
+                "--partitions" => settings.partitions = i32::try_from(value).unwrap_or(i32::MAX),
                 _ => settings.storm_every_ms = value,
             }
         } else if matches!(
@@ -211,6 +221,7 @@ fn parse_settings() -> Settings {
         settings.modes = vec![Mode::Throughput, Mode::Latency];
     }
     settings.rate = settings.rate.max(1);
+    settings.partitions = settings.partitions.max(1);
     settings.storm_every_ms = settings.storm_every_ms.max(1);
     settings
 }
@@ -321,7 +332,7 @@ struct Bench {
     config: Config,
 }
 
-fn bench_cluster(fetch_wait_ms: Option<u64>) -> Bench {
+fn bench_cluster(fetch_wait_ms: Option<u64>, partitions: i32) -> Bench {
     let cluster = MockCluster::new(1).expect("mock cluster");
     let mut config = Config::default();
     config.kafka.brokers = cluster.bootstrap_servers();
@@ -333,7 +344,7 @@ fn bench_cluster(fetch_wait_ms: Option<u64>) -> Bench {
             .insert("fetch.wait.max.ms".into(), ms.to_string());
     }
     cluster
-        .create_topic(&config.kafka.topic, PARTITIONS, 1)
+        .create_topic(&config.kafka.topic, partitions, 1)
         .expect("events topic");
     cluster
         .create_topic(&config.kafka.alerts_topic, 1, 1)
@@ -342,6 +353,12 @@ fn bench_cluster(fetch_wait_ms: Option<u64>) -> Bench {
         .create_topic(&config.kafka.dlq_topic, 1, 1)
         .expect("dlq topic");
     Bench { cluster, config }
+}
+
+/// Where a load producer sends: the events topic, round-robin over its partitions.
+struct Target {
+    topic: String,
+    partitions: i32,
 }
 
 /// The load generator's producer: librdkafka defaults (`linger.ms` 5) with a deep queue, and
@@ -535,7 +552,7 @@ struct Attempt {
 /// round-robin over the partitions; `progress` counts the records handed to the producer.
 fn throughput_producer(
     producer: BaseProducer,
-    topic: String,
+    target: Target,
     buffer: Arc<Vec<u8>>,
     ranges: Vec<(usize, usize)>,
     rate: u64,
@@ -559,8 +576,8 @@ fn throughput_producer(
             let (from, to) = ranges[sent];
             send(
                 &producer,
-                &topic,
-                sent as i32 % PARTITIONS,
+                &target.topic,
+                sent as i32 % target.partitions,
                 &buffer[from..to],
             );
             sent += 1;
@@ -589,20 +606,25 @@ fn throughput(settings: &Settings, templates: &[Template], rate: u64) -> Attempt
         format!("paced at {rate} events/s")
     };
     println!(
-        "== throughput: {} generated mixed events (requested {}), {paced}, {PARTITIONS} partitions, producer compression {}",
+        "== throughput: {} generated mixed events (requested {}), {paced}, {} partitions, producer compression {}",
         templates.len(),
         settings.events,
+        settings.partitions,
         settings.compression
     );
     let (buffer, ranges) = restamped(templates);
     let total = ranges.len() as u64;
-    let bench = bench_cluster(settings.fetch_wait_ms);
+    let bench = bench_cluster(settings.fetch_wait_ms, settings.partitions);
     let service = start_ready(&bench.config);
     let metrics = Arc::clone(service.metrics());
     let producer = load_producer(&bench.cluster.bootstrap_servers(), settings);
     let topic = bench.config.kafka.topic.clone();
     let buffer = Arc::new(buffer);
     let progress = Arc::new(AtomicU64::new(0));
+    let target = Target {
+        topic,
+        partitions: settings.partitions,
+    };
     println!("  load average before: {}", load_average());
     let cpu_before = thread_cpu();
 
@@ -612,7 +634,7 @@ fn throughput(settings: &Settings, templates: &[Template], rate: u64) -> Attempt
         std::thread::Builder::new()
             .name("bench-producer".into())
             .spawn(move || {
-                throughput_producer(producer, topic, buffer, ranges, rate, start, progress)
+                throughput_producer(producer, target, buffer, ranges, rate, start, progress)
             })
             .expect("producer thread")
     };
@@ -850,7 +872,7 @@ struct Paced {
 
 fn paced_producer(
     producer: BaseProducer,
-    topic: String,
+    target: Target,
     templates: Arc<Vec<Template>>,
     rate: u64,
     duration: Duration,
@@ -871,18 +893,19 @@ fn paced_producer(
         let rfc3339 = format_millis(now);
         while let Some(reply) = schedule.get(next_storm).filter(|s| s.due <= elapsed) {
             let payload = storm_event(reply.storm, reply.reply, now);
-            let partition = ((reply.storm + reply.reply) % PARTITIONS as usize) as i32;
+            let partition = ((reply.storm + reply.reply) % target.partitions as usize) as i32;
             if reply.reply == 2 {
                 deciding.insert(reply.storm, Instant::now());
             }
-            send(&producer, &topic, partition, payload.as_bytes());
+            send(&producer, &target.topic, partition, payload.as_bytes());
             next_storm += 1;
         }
         let due = (elapsed.as_secs_f64() * rate as f64) as u64;
         while sent < due {
             let template = &templates[(sent % templates.len() as u64) as usize];
             render(template, now, &rfc3339, &mut line);
-            send(&producer, &topic, (sent % PARTITIONS as u64) as i32, &line);
+            let partition = (sent % target.partitions as u64) as i32;
+            send(&producer, &target.topic, partition, &line);
             sent += 1;
         }
         producer.poll(Duration::ZERO);
@@ -910,7 +933,7 @@ fn latency(settings: &Settings, templates: Arc<Vec<Template>>) -> serde_json::Va
         duration.as_secs(),
         every.as_millis()
     );
-    let bench = bench_cluster(settings.fetch_wait_ms);
+    let bench = bench_cluster(settings.fetch_wait_ms, settings.partitions);
     let service = start_ready(&bench.config);
     let metrics = Arc::clone(service.metrics());
 
@@ -946,11 +969,14 @@ fn latency(settings: &Settings, templates: Arc<Vec<Template>>) -> serde_json::Va
     let start = Instant::now();
     let producing = {
         let producer = load_producer(&bench.cluster.bootstrap_servers(), settings);
-        let topic = bench.config.kafka.topic.clone();
+        let target = Target {
+            topic: bench.config.kafka.topic.clone(),
+            partitions: settings.partitions,
+        };
         let rate = settings.rate;
         std::thread::Builder::new()
             .name("bench-producer".into())
-            .spawn(move || paced_producer(producer, topic, templates, rate, duration, schedule))
+            .spawn(move || paced_producer(producer, target, templates, rate, duration, schedule))
             .expect("producer thread")
     };
     let paced = producing.join().expect("producer thread");

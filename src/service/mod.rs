@@ -2,13 +2,15 @@
 //! alerts topic (durable), Alertmanager and webhook sinks; malformed records to the DLQ; metrics
 //! and the HTTP endpoints on the side.
 //!
-//! Threads: the detection thread ([`pipeline`]) owns the consumer, the engine and the producer
-//! handle and never waits on anything slow; a small tokio runtime serves HTTP and runs the sink
-//! workers; librdkafka runs its own threads. Shutdown (SIGTERM/SIGINT, or [`RunningService::stop`])
+//! Threads: the intake thread ([`intake`]) polls the consumer and parses records; the detection
+//! thread ([`pipeline`]) owns the merge, the engine, the commits and the producer handle and
+//! never waits on anything slow; a small tokio runtime serves HTTP and runs the sink workers;
+//! librdkafka runs its own threads. Shutdown (SIGTERM/SIGINT, or [`RunningService::stop`])
 //! raises a flag: the detection thread drains its buffers, flushes the producer, commits and
 //! leaves the group; then the sinks drain (bounded) and HTTP stops.
 
 mod announced;
+mod intake;
 mod pipeline;
 mod producer;
 
@@ -162,7 +164,7 @@ pub fn start(config: &Config, options: StartOptions) -> anyhow::Result<RunningSe
         alert_printer: options.alert_printer,
     };
     let pipeline = pipeline::Pipeline {
-        consumer,
+        consumer: Arc::new(consumer),
         output,
         settled,
         engine: {

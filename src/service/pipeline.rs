@@ -1,10 +1,12 @@
-//! The detection thread: poll Kafka, parse (`input.format`), merge partitions in timestamp
-//! order, assemble mail-log lines into events, run the engine, hand alerts to the durable
-//! producer and the sinks, send malformed records to the DLQ, commit what is safe. One dedicated OS thread (not a tokio worker): the hot path never waits
-//! on a sink, an HTTP request or an async runtime.
+//! The detection thread: take parsed records from the intake thread ([`super::intake`]), merge
+//! partitions in timestamp order, assemble mail-log lines into events, run the engine, hand
+//! alerts to the durable producer and the sinks, send malformed records to the DLQ, commit what
+//! is safe. One dedicated OS thread (not a tokio worker): the hot path never waits on a sink, an
+//! HTTP request or an async runtime.
 
 use super::announced::{Announced, Verdict};
-use super::producer::{DeadLetter, DurableOutput, Output, Settled, MAX_DLQ_PAYLOAD};
+use super::intake::{Intake, Polled, BATCHES_IN_FLIGHT};
+use super::producer::{DeadLetter, DurableOutput, Output, Settled};
 use super::ServiceHandles;
 use crate::alert::{Alert, AlertKind};
 use crate::config::InputConfig;
@@ -21,19 +23,18 @@ use crate::source::offsets::OffsetTracker;
 use crate::source::{AssignmentChange, SourceContext};
 use crate::timefmt::{now_millis, Millis};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Most records taken from the consumer per loop turn. (1,000 was tried for cache locality: no
-/// measurable gain in the Kafka-path bench, and `tests/broker_faults.rs` turned flaky with it.)
-const POLL_BATCH: usize = 10_000;
-/// How long an idle poll blocks.
-const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How long the detection thread waits for records when its merge holds none.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// How long it waits for more when the merge holds records back for a partition with nothing
+/// buffered: the merge's own deadline (`kafka.merge_max_wait`) is checked that often.
+const HELD_WAIT: Duration = Duration::from_millis(1);
 
 /// Records buffered per partition before it is paused.
 const PAUSE_AT: usize = 20_000;
@@ -61,7 +62,7 @@ pub(super) enum Item {
 
 /// What the service hands the detection thread.
 pub(super) struct Pipeline {
-    pub consumer: BaseConsumer<SourceContext>,
+    pub consumer: Arc<BaseConsumer<SourceContext>>,
     pub output: DurableOutput,
     pub settled: Receiver<Settled>,
     pub engine: Engine,
@@ -76,7 +77,11 @@ pub(super) struct Pipeline {
 
 /// The detection thread's state while it runs.
 struct Detector {
-    consumer: BaseConsumer<SourceContext>,
+    /// Shared with the intake thread, which polls it; this thread commits, pauses and resumes.
+    consumer: Arc<BaseConsumer<SourceContext>>,
+    batches: Receiver<Vec<Polled>>,
+    spare: SyncSender<Vec<Polled>>,
+    intake: Option<JoinHandle<()>>,
     output: DurableOutput,
     settled: Receiver<Settled>,
     engine: Engine,
@@ -85,10 +90,6 @@ struct Detector {
     topic: String,
     merger: Merger<Item>,
     offsets: OffsetTracker,
-    decode: DecodeOptions,
-    /// One parser per partition: an Exchange stream's `#Fields:` lines set its column layout.
-    parsers: HashMap<i32, RecordParser>,
-    new_parser: RecordParser,
     /// Joins mail-log lines into events (passes JSON events through untouched).
     correlator: Correlator<u64>,
     /// The `input` section, to start the correlator afresh after a revocation.
@@ -110,13 +111,42 @@ struct Detector {
 }
 
 impl Pipeline {
-    /// Runs until the shutdown flag is raised, then drains, flushes and commits. Gives the
-    /// sinks back for their own (async) shutdown.
+    /// Starts the intake thread, then runs detection until the shutdown flag is raised, then
+    /// drains, flushes and commits. Gives the sinks back for their own (async) shutdown.
     pub fn run(self) -> Sinks {
+        let (batches_in, batches) = sync_channel(BATCHES_IN_FLIGHT);
+        let (spare, spare_out) = sync_channel(BATCHES_IN_FLIGHT);
+        let intake = Intake {
+            consumer: Arc::clone(&self.consumer),
+            metrics: Arc::clone(&self.handles.metrics),
+            shutdown: Arc::clone(&self.handles.shutdown),
+            decode: DecodeOptions {
+                now: now_millis(),
+                max_future_skew: self.max_future_skew,
+                max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            },
+            new_parser: RecordParser::new(self.input.format, &self.input),
+            batches: batches_in,
+            spare: spare_out,
+        };
+        let intake = std::thread::Builder::new()
+            .name("stormwatch-intake".into())
+            .spawn(move || intake.run());
+        let intake = match intake {
+            Ok(handle) => Some(handle),
+            Err(error) => {
+                // Without it nothing arrives: the loop below sees the hang-up and stops.
+                tracing::error!(%error, "cannot start the intake thread");
+                None
+            }
+        };
         let mut detector = Detector {
             lag: self.handles.metrics.event_lag.recorder(),
             processing: self.handles.metrics.processing_latency.recorder(),
             consumer: self.consumer,
+            batches,
+            spare,
+            intake,
             output: self.output,
             settled: self.settled,
             engine: self.engine,
@@ -125,13 +155,6 @@ impl Pipeline {
             topic: self.topic,
             merger: Merger::new(self.merge_max_wait, PAUSE_AT),
             offsets: OffsetTracker::new(self.holdback),
-            decode: DecodeOptions {
-                now: now_millis(),
-                max_future_skew: self.max_future_skew,
-                max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
-            },
-            parsers: HashMap::new(),
-            new_parser: RecordParser::new(self.input.format, &self.input),
             correlator: Correlator::new(self.input.format, &self.input),
             input: self.input.clone(),
             assembled: Vec::new(),
@@ -151,8 +174,7 @@ impl Detector {
     fn run(&mut self) {
         let mut last_housekeeping = Instant::now();
         while !self.handles.shutdown.load(Ordering::Relaxed) {
-            self.poll_batch();
-            self.apply_assignment_changes();
+            self.receive();
             self.flow_control();
             let now = now_millis();
             self.engine.set_arrival_time(now);
@@ -179,6 +201,7 @@ impl Detector {
         // start reads them again, in order (processing them now, without the merge's waiting
         // rule, could end storms early).
         tracing::info!(buffered = self.merger.buffered(), "shutting down");
+        self.stop_intake();
         if let Err(error) = self.output.flush(SHUTDOWN_FLUSH) {
             tracing::warn!(%error, in_flight = self.output.in_flight(), "not every record was delivered before shutdown");
         }
@@ -211,99 +234,77 @@ impl Detector {
         );
     }
 
-    /// Takes up to a batch of records from the consumer into the partition buffers.
-    fn poll_batch(&mut self) {
-        self.decode.now = now_millis();
-        // Records still buffered wait for another partition: poll without blocking. (Blocking
-        // a few milliseconds here instead, to save the spin, cut the rate the mock cluster
-        // sustained from 200K to 22K events/s in the Kafka-path bench.)
-        let mut timeout = if self.merger.buffered() == 0 {
-            IDLE_POLL
+    /// Takes the next batch from the intake thread into the partition buffers, waiting for one
+    /// only as long as nothing else is due.
+    fn receive(&mut self) {
+        let wait = if self.merger.buffered() == 0 {
+            IDLE_WAIT
         } else {
-            Duration::ZERO
+            HELD_WAIT
         };
-        let mut received = false;
-        for _ in 0..POLL_BATCH {
-            let Some(result) = self.consumer.poll(timeout) else {
-                break;
-            };
-            timeout = Duration::ZERO;
-            match result {
-                Ok(message) => {
-                    received = true;
-                    let payload = message.payload().unwrap_or_default();
-                    let parser = self
-                        .parsers
-                        .entry(message.partition())
-                        .or_insert_with(|| self.new_parser.clone());
-                    let item = match parser.parse(payload, &self.decode) {
-                        // Ignored lines carry no time worth waiting for: they go first.
-                        Ok(parsed) => (
-                            parsed.timestamp().unwrap_or(Millis::MIN),
-                            Item::Record {
-                                parsed: parsed.into_owned(),
-                                arrived: Instant::now(),
-                            },
-                        ),
-                        Err(reason) => (
-                            Millis::MIN,
-                            Item::Malformed {
-                                reason,
-                                payload: payload.get(..MAX_DLQ_PAYLOAD).unwrap_or(payload).to_vec(),
-                                original_len: payload.len(),
-                                key: message.key().map(<[u8]>::to_vec),
-                            },
-                        ),
-                    };
-                    let pending = Pending {
-                        order: item.0,
-                        offset: message.offset(),
-                        item: item.1,
-                    };
-                    self.merger
-                        .push(message.partition(), pending, self.decode.now);
+        let mut batch = match self.batches.recv_timeout(wait) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                if !self.handles.shutdown.load(Ordering::Relaxed) {
+                    tracing::error!("the intake thread stopped: no records can arrive; stopping");
+                    self.handles.readiness.set_shutting_down();
+                    self.handles.shutdown.store(true, Ordering::Relaxed);
                 }
-                Err(KafkaError::PartitionEOF(partition)) => {
-                    self.merger.reached_end(partition, self.decode.now)
-                }
-                Err(error) => tracing::warn!(%error, "consumer error"),
+                return;
+            }
+        };
+        let now = now_millis();
+        for polled in batch.drain(..) {
+            match polled {
+                Polled::Record { partition, pending } => self.merger.push(partition, pending, now),
+                Polled::End { partition, at } => self.merger.reached_end(partition, at),
+                Polled::Assignment(change) => self.apply_assignment_change(change),
             }
         }
-        if received {
-            self.handles
-                .metrics
-                .last_event_received_seconds
-                .set(self.decode.now as f64 / 1000.0);
+        // Back for reuse; if the intake thread has spares enough, it is simply dropped.
+        let _ = self.spare.try_send(batch);
+    }
+
+    /// Stops the intake thread: hanging up makes a blocked hand-over return, and the shutdown
+    /// flag ends its loop within one idle poll.
+    fn stop_intake(&mut self) {
+        let (_, hung_up) = sync_channel(0);
+        drop(std::mem::replace(&mut self.batches, hung_up));
+        if let Some(intake) = self.intake.take() {
+            if intake.join().is_err() {
+                tracing::error!("the intake thread panicked");
+            }
         }
     }
 
-    fn apply_assignment_changes(&mut self) {
-        for change in self.consumer.context().take_changes() {
-            match change {
-                AssignmentChange::Assigned(partitions) => {
-                    self.merger.assign(partitions, now_millis())
+    /// Applies an assignment change at its place in the stream of polled records.
+    fn apply_assignment_change(&mut self, change: AssignmentChange) {
+        match change {
+            AssignmentChange::Assigned(partitions) => self.merger.assign(partitions, now_millis()),
+            AssignmentChange::Revoked(partitions) => {
+                let dropped = self.merger.revoke(partitions.iter().copied());
+                self.offsets.revoke(partitions);
+                // Everything revoked (the default, eager rebalance): the lines of messages
+                // being assembled had their offsets held back, so all are read again. Start
+                // assembling afresh, or a re-read line would count twice (an Exchange
+                // EXPAND row's members, say). After an incremental revocation the kept
+                // partitions are not re-read, so their lines stay.
+                if self.merger.assigned().next().is_none() {
+                    if self.correlator.pending() > 0 {
+                        tracing::info!(
+                            pending = self.correlator.pending(),
+                            "messages being assembled are dropped; their lines will be read again"
+                        );
+                    }
+                    self.correlator = Correlator::new(self.input.format, &self.input);
+                    self.previous_correlation = CorrelationStats::default();
                 }
-                AssignmentChange::Revoked(partitions) => {
-                    let dropped = self.merger.revoke(partitions.iter().copied());
-                    self.offsets.revoke(partitions);
-                    // Everything revoked (the default, eager rebalance): the lines of messages
-                    // being assembled had their offsets held back, so all are read again. Start
-                    // assembling afresh, or a re-read line would count twice (an Exchange
-                    // EXPAND row's members, say). After an incremental revocation the kept
-                    // partitions are not re-read, so their lines stay.
-                    if self.merger.assigned().next().is_none() {
-                        if self.correlator.pending() > 0 {
-                            tracing::info!(
-                                pending = self.correlator.pending(),
-                                "messages being assembled are dropped; their lines will be read again"
-                            );
-                        }
-                        self.correlator = Correlator::new(self.input.format, &self.input);
-                        self.previous_correlation = CorrelationStats::default();
-                    }
-                    if dropped > 0 {
-                        tracing::info!(dropped, "buffered records of revoked partitions dropped; they will be read again");
-                    }
+                if dropped > 0 {
+                    tracing::info!(
+                        dropped,
+                        "buffered records of revoked partitions dropped; they will be read again"
+                    );
                 }
             }
         }

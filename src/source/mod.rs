@@ -1,9 +1,9 @@
 //! The Kafka side of the service's input: the consumer's configuration and callbacks, the
 //! timestamp-ordered merge of partitions ([`merge`]) and the commit rules ([`offsets`]).
 //!
-//! The consumer is librdkafka's, through `rdkafka`'s `BaseConsumer`, polled on the detection
-//! thread: librdkafka fetches in batches on its own threads, and a poll is a queue pop, so the
-//! hot path makes no syscall or lock per message.
+//! The consumer is librdkafka's, through `rdkafka`'s `BaseConsumer`, polled on the service's
+//! intake thread: librdkafka fetches in batches on its own threads, and a poll is a queue pop,
+//! so the hot path makes no syscall per message.
 
 pub mod merge;
 pub mod offsets;
@@ -14,6 +14,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{ConsumerContext, Rebalance};
 use rdkafka::statistics::Statistics;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// librdkafka settings stormwatch needs for its guarantees; `kafka.properties` cannot turn them
@@ -82,12 +83,14 @@ pub enum AssignmentChange {
     Revoked(Vec<i32>),
 }
 
-/// Consumer callbacks: assignment changes are queued for the detection thread (librdkafka calls
-/// them from inside `poll`, on that same thread), and statistics feed the lag metric.
+/// Consumer callbacks: assignment changes are queued for the thread that polls (librdkafka
+/// calls them from inside `poll`, on that same thread), and statistics feed the lag metric.
 pub struct SourceContext {
     topic: String,
     metrics: Arc<Metrics>,
     changes: Mutex<Vec<AssignmentChange>>,
+    /// Set when `changes` has something: checked after every poll, so it must cost no lock.
+    changed: AtomicBool,
 }
 
 impl SourceContext {
@@ -97,11 +100,15 @@ impl SourceContext {
             topic: topic.to_string(),
             metrics,
             changes: Mutex::new(Vec::new()),
+            changed: AtomicBool::new(false),
         }
     }
 
-    /// Takes the queued assignment changes.
+    /// Takes the queued assignment changes (no lock when there are none).
     pub fn take_changes(&self) -> Vec<AssignmentChange> {
+        if !self.changed.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
         match self.changes.lock() {
             Ok(mut changes) => std::mem::take(&mut *changes),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
@@ -113,6 +120,7 @@ impl SourceContext {
             Ok(mut changes) => changes.push(change),
             Err(poisoned) => poisoned.into_inner().push(change),
         }
+        self.changed.store(true, Ordering::Release);
     }
 
     fn partitions_of(&self, tpl: &rdkafka::TopicPartitionList) -> Vec<i32> {

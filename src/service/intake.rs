@@ -1,0 +1,172 @@
+//! The intake thread: polls the Kafka consumer and parses each record (`input.format`), and
+//! hands the detection thread batches of parsed records, end-of-partition notices and
+//! assignment changes, in the order the consumer produced them.
+//!
+//! Why a thread of its own: taking a record from librdkafka (a queue pop and a message
+//! allocation) and parsing it cost as much as detecting on it. On one thread those costs add
+//! up; here they run beside the merge and the engine on the second core, and the detection
+//! thread only sees records that are ready to merge.
+//!
+//! Order is what keeps the merge and the commits right: librdkafka runs the rebalance callback
+//! inside `poll`, on this thread, so an assignment change is queued right after the records
+//! polled before it and before any polled after it. The detection thread applies it at that
+//! point of the stream, as it did when it polled itself. The channel is bounded: a detection
+//! thread that falls behind stops this one, librdkafka's own queue fills, and fetching pauses.
+
+use super::pipeline::Item;
+use super::producer::MAX_DLQ_PAYLOAD;
+use crate::decode::{DecodeOptions, RecordParser};
+use crate::metrics::Metrics;
+use crate::source::merge::Pending;
+use crate::source::{AssignmentChange, SourceContext};
+use crate::timefmt::{now_millis, Millis};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most records in one batch: big enough that the hand-over costs little per record, small
+/// enough that a batch is on its way within about a millisecond at 100K records/s.
+pub(super) const BATCH: usize = 1_024;
+/// Batches in flight between the threads (the bound on what the channel holds).
+pub(super) const BATCHES_IN_FLIGHT: usize = 8;
+/// How long a poll blocks when the consumer has nothing: also how often the shutdown flag is
+/// looked at.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// One thing the consumer produced, for the detection thread.
+pub(super) enum Polled {
+    /// A parsed (or malformed) record of `partition`.
+    Record {
+        partition: i32,
+        pending: Pending<Item>,
+    },
+    /// `partition` was read to its end, at `at` (wall clock).
+    End { partition: i32, at: Millis },
+    /// The rebalance callback ran.
+    Assignment(AssignmentChange),
+}
+
+/// The intake thread's state.
+pub(super) struct Intake {
+    pub consumer: Arc<BaseConsumer<SourceContext>>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Arc<AtomicBool>,
+    pub decode: DecodeOptions,
+    /// A parser for each partition as it first appears: an Exchange stream's `#Fields:` lines
+    /// set the column layout of their partition only.
+    pub new_parser: RecordParser,
+    pub batches: SyncSender<Vec<Polled>>,
+    /// Emptied batches coming back, so the hand-over allocates nothing once warm.
+    pub spare: Receiver<Vec<Polled>>,
+}
+
+impl Intake {
+    /// Polls until shutdown or until the detection thread hangs up.
+    pub fn run(mut self) {
+        let mut parsers: HashMap<i32, RecordParser> = HashMap::new();
+        let mut batch = self.fresh_batch();
+        while !self.shutdown.load(Ordering::Relaxed) {
+            self.decode.now = now_millis();
+            let mut timeout = if batch.is_empty() {
+                IDLE_POLL
+            } else {
+                Duration::ZERO
+            };
+            let mut received = false;
+            while batch.len() < BATCH {
+                let polled = self.consumer.poll(timeout);
+                timeout = Duration::ZERO;
+                // The rebalance callback ran inside that poll: its change goes after the
+                // records polled before it, and before the one just returned.
+                // (Parsers outlive a revocation: an Exchange partition read again from its
+                // committed offset may not see its `#Fields:` line again.)
+                for change in self.consumer.context().take_changes() {
+                    batch.push(Polled::Assignment(change));
+                }
+                let Some(result) = polled else {
+                    break;
+                };
+                match result {
+                    Ok(message) => {
+                        received = true;
+                        let partition = message.partition();
+                        let parser = parsers
+                            .entry(partition)
+                            .or_insert_with(|| self.new_parser.clone());
+                        let pending = parse(parser, &message, &self.decode);
+                        batch.push(Polled::Record { partition, pending });
+                    }
+                    Err(KafkaError::PartitionEOF(partition)) => batch.push(Polled::End {
+                        partition,
+                        at: self.decode.now,
+                    }),
+                    Err(error) => tracing::warn!(%error, "consumer error"),
+                }
+            }
+            if received {
+                self.metrics
+                    .last_event_received_seconds
+                    .set(self.decode.now as f64 / 1000.0);
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            match self.batches.try_send(batch) {
+                Ok(()) => batch = self.fresh_batch(),
+                Err(TrySendError::Full(full)) => {
+                    // The detection thread is behind: wait for it (librdkafka keeps fetching
+                    // into its own bounded queue meanwhile).
+                    if self.batches.send(full).is_err() {
+                        return;
+                    }
+                    batch = self.fresh_batch();
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+
+    fn fresh_batch(&self) -> Vec<Polled> {
+        self.spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH))
+    }
+}
+
+/// Parses one record into what waits in the merge: ordered by its event time (records without
+/// one, ignored lines and malformed records, go first: they hold nothing back).
+fn parse(
+    parser: &mut RecordParser,
+    message: &impl Message,
+    decode: &DecodeOptions,
+) -> Pending<Item> {
+    let payload = message.payload().unwrap_or_default();
+    let (order, item) = match parser.parse(payload, decode) {
+        Ok(parsed) => (
+            parsed.timestamp().unwrap_or(Millis::MIN),
+            Item::Record {
+                parsed: parsed.into_owned(),
+                arrived: Instant::now(),
+            },
+        ),
+        Err(reason) => (
+            Millis::MIN,
+            Item::Malformed {
+                reason,
+                payload: payload.get(..MAX_DLQ_PAYLOAD).unwrap_or(payload).to_vec(),
+                original_len: payload.len(),
+                key: message.key().map(<[u8]>::to_vec),
+            },
+        ),
+    };
+    Pending {
+        order,
+        offset: message.offset(),
+        item,
+    }
+}
