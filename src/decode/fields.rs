@@ -242,7 +242,7 @@ pub enum ReferencesField<'de> {
 
 /// The first whitespace-separated token of a References string whose normalized form is not
 /// empty.
-fn first_reference(text: &str) -> Option<&str> {
+pub(super) fn first_reference(text: &str) -> Option<&str> {
     text.split_whitespace()
         .find(|token| !crate::event::normalize_message_id(token).is_empty())
 }

@@ -13,6 +13,7 @@
 //! clock, which the caller passes in, so decoding stays pure and testable.
 
 pub mod exchange;
+mod fast;
 mod fields;
 mod format;
 mod outcome;
@@ -52,6 +53,16 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
 
 /// Decodes one JSON event.
 pub fn decode_json<'a>(bytes: &'a [u8], options: &DecodeOptions) -> Result<Event<'a>, Malformed> {
+    decode_json_with(bytes, options, true)
+}
+
+/// [`decode_json`], with the fast path on or (for the equivalence tests) off.
+#[inline(always)]
+fn decode_json_with<'a>(
+    bytes: &'a [u8],
+    options: &DecodeOptions,
+    fast_path: bool,
+) -> Result<Event<'a>, Malformed> {
     if bytes.len() > options.max_record_bytes {
         return Err(Malformed::TooLarge);
     }
@@ -62,20 +73,38 @@ pub fn decode_json<'a>(bytes: &'a [u8], options: &DecodeOptions) -> Result<Event
     if text.trim().is_empty() {
         return Err(Malformed::Empty);
     }
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let raw = deserializer
-        .deserialize_any(TopLevel)
-        .map_err(|_| Malformed::NotJson)?;
-    deserializer.end().map_err(|_| Malformed::NotJson)?;
-    let event = raw?.into_event()?;
+    // The common shape is read by the hand-written fast path; whatever it does not accept, and
+    // every record that turns out malformed, goes through serde, which alone decides errors.
+    let fast = if fast_path { fast::parse(text) } else { None };
+    let event = match fast.map(RawEvent::into_event) {
+        Some(Ok(event)) => event,
+        _ => decode_with_serde(text)?,
+    };
     if event.timestamp.saturating_sub(options.now) > options.max_future_skew {
         return Err(Malformed::FutureTimestamp);
     }
     Ok(event)
 }
 
+/// The serde path: reads any JSON and classifies every way a record can be malformed (except
+/// the future check, which [`decode_json`] applies to both paths).
+fn decode_with_serde(text: &str) -> Result<Event<'_>, Malformed> {
+    read_with_serde(text)?.into_event()
+}
+
+/// The serde path up to the raw fields: syntax, top-level type and field types.
+fn read_with_serde(text: &str) -> Result<RawEvent<'_>, Malformed> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let raw = deserializer
+        .deserialize_any(TopLevel)
+        .map_err(|_| Malformed::NotJson)?;
+    deserializer.end().map_err(|_| Malformed::NotJson)?;
+    raw
+}
+
 /// The fields as read, before the required-field and value checks.
 #[derive(Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct RawEvent<'de> {
     timestamp: TimestampField<'de>,
     message_id: StrField<'de>,
@@ -173,6 +202,12 @@ impl<'de> RawEvent<'de> {
 
 /// RFC 2047-decodes a subject, keeping the borrow when there is nothing to decode.
 fn decode_subject(raw: Cow<'_, str>) -> Cow<'_, str> {
+    // Most subjects have no encoded word: `decode_rfc2047` would return them unchanged after
+    // a generic substring search for `=?`; a `memchr` for `=` answers that for less.
+    let bytes = raw.as_bytes();
+    if !memchr::memchr_iter(b'=', bytes).any(|at| bytes.get(at + 1) == Some(&b'?')) {
+        return raw;
+    }
     match raw {
         Cow::Borrowed(s) => decode_rfc2047(s),
         Cow::Owned(s) => match decode_rfc2047(&s) {
@@ -278,3 +313,6 @@ impl<'de> Visitor<'de> for TopLevel {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fast_tests;
