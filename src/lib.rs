@@ -18,8 +18,8 @@
 //! - [`config`]: the TOML configuration, its defaults and `STORMWATCH_SECTION__KEY` overrides.
 //! - [`source`]: Kafka input: consumer callbacks, the timestamp-ordered partition merge and
 //!   the commit rules.
-//! - [`service`]: `stormwatch run`: the detection thread, the durable alerts/DLQ producer and the
-//!   wiring of sinks, metrics and HTTP.
+//! - [`service`]: `stormwatch run`: the intake and detection threads, the durable alerts/DLQ
+//!   producer and the wiring of sinks, metrics and HTTP.
 //! - [`sink`]: Alertmanager and webhook sinks with bounded queues and retries.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/api/v1/storms`.
 //! - [`latency`]: hdrhistogram-fed latency histograms for Prometheus.

@@ -74,7 +74,7 @@ impl ClientContext for QuietEofContext {
 
 impl ConsumerContext for QuietEofContext {}
 
-/// An assignment change, queued by the rebalance callback for the detection thread.
+/// An assignment change, queued by the rebalance callback for the thread that polls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AssignmentChange {
     /// Partitions assigned to this instance.
