@@ -4,7 +4,8 @@
 mod common;
 
 use common::kafka::{
-    cluster, count, event, events, http_get, kinds, storm, wait_for_metrics, wait_ready, MIN, T0,
+    cluster, count, event, events, http_get, kinds, storm, wait_for_metrics, wait_ready, Intruder,
+    MIN, T0,
 };
 use std::time::{Duration, Instant};
 use stormwatch::timefmt::{format_millis, now_millis};
@@ -358,7 +359,6 @@ fn the_binary_shuts_down_cleanly_on_sigterm() {
 
 #[test]
 fn a_rebalance_mid_storm_loses_nothing_and_announces_nothing_twice() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     let c = cluster(2);
     let config = c.quick_rejoin_config();
     let service = c.start(&config);
@@ -380,46 +380,14 @@ fn a_rebalance_mid_storm_loses_nothing_and_announces_nothing_twice() {
     };
     c.produce(&(0..2).map(reply).collect::<Vec<_>>());
 
-    // Another member joins the group (an operator's tool, a second instance started by
-    // mistake): the partitions are split, then it leaves and stormwatch has them all again.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (joined, has_joined) = std::sync::mpsc::channel();
-    let intruder = {
-        let stop = std::sync::Arc::clone(&stop);
-        let brokers = c.cluster.bootstrap_servers();
-        let topic = config.kafka.topic.clone();
-        let group = config.kafka.group_id.clone();
-        std::thread::spawn(move || {
-            let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", brokers)
-                .set("group.id", group)
-                .set("session.timeout.ms", "6000")
-                .set("enable.auto.commit", "false")
-                .create()
-                .expect("intruder");
-            consumer.subscribe(&[&topic]).expect("subscribe");
-            let mut assigned = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                // It reads its partition's records (so stormwatch does not) and commits nothing.
-                let _ = consumer.poll(Duration::from_millis(100));
-                let now = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-                if now > 0 && assigned == 0 {
-                    let _ = joined.send(now);
-                }
-                assigned = assigned.max(now);
-            }
-            consumer.unsubscribe();
-            assigned
-        })
-    };
-    has_joined
-        .recv_timeout(Duration::from_secs(40))
-        .expect("the intruder was assigned a partition");
+    // Another member joins the group: the partitions are split, then it leaves and stormwatch
+    // has them all again.
+    let intruder = Intruder::join(&c, &config);
+    intruder.wait_assigned(Duration::from_secs(40));
     // The storm goes on while the group is split: on both partitions.
     c.produce(&(2..12).map(reply).collect::<Vec<_>>());
     std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let assigned = intruder.join().expect("intruder thread");
+    let assigned = intruder.leave();
     assert_eq!(assigned, 1, "the intruder held one of the two partitions");
 
     let alerts = c.wait_for_alerts("the storm's start and escalation", |a| {
@@ -617,4 +585,64 @@ fn exchange_tracking_rows_on_kafka_are_assembled_into_events() {
         1,
     );
     assert_the_sample_storm(&alerts[0]);
+}
+
+#[test]
+fn exchange_rows_read_again_after_a_rebalance_are_assembled_once() {
+    // Three reply-alls to a list, each a RECEIVE row (the list is one recipient) and an EXPAND
+    // row (its 3,000 members), held by the correlator for `expand_wait`. A rebalance in that
+    // wait revokes the partition; nothing of it was committed, so all rows are read again. The
+    // messages being assembled must start afresh: kept, each would add its EXPAND row's members
+    // again at every rebalance (the intruder's join and its leaving: 27,000 deliveries). (Two partitions, so that the intruder
+    // gets one; all rows are on partition 0, which stormwatch reads again whoever held it.)
+    let c = cluster(2);
+    let mut config = c.quick_rejoin_config();
+    config.input.format = stormwatch::decode::InputFormat::ExchangeTracking;
+    config.input.exchange.expand_wait = Duration::from_secs(45);
+    let service = c.start(&config);
+    wait_ready(&service, Duration::from_secs(30));
+    let base = now_millis() - 10_000;
+    let mut rows = vec![(
+        0,
+        "#Fields: date-time,event-id,internal-message-id,message-id,recipient-address,recipient-count,related-recipient-address,reference,message-subject,sender-address"
+            .to_string(),
+    )];
+    for i in 0..3i64 {
+        let at = |ms: i64| format_millis(base + i * 1000 + ms);
+        rows.push((
+            0,
+            format!(
+                "{},RECEIVE,{i},<ex{i}@x>,all@x,1,,,RE: results,s{i}@x",
+                at(0)
+            ),
+        ));
+        rows.push((
+            0,
+            format!(
+                "{},EXPAND,{i},<ex{i}@x>,,3000,all@x,,RE: results,s{i}@x",
+                at(500)
+            ),
+        ));
+    }
+    c.produce(&rows);
+    let metrics_url = format!("http://{}/metrics", service.http_address());
+    wait_for_metrics(&metrics_url, "three messages being assembled", |t| {
+        t.lines().any(|l| l == "stormwatch_log_messages_pending 3")
+    });
+
+    let intruder = Intruder::join(&c, &config);
+    intruder.wait_assigned(Duration::from_secs(40));
+    intruder.leave();
+
+    let alerts = c.wait_for_alerts("the storm of the assembled messages", |a| {
+        count(a, "storm_started") == 1
+    });
+    let started = &alerts[0];
+    assert_eq!(started["reply_alls"], 3, "{started}");
+    assert_eq!(started["deliveries"], 9000, "{started}");
+    std::thread::sleep(Duration::from_secs(2));
+    let metrics = http_get(&metrics_url);
+    service.stop().expect("clean stop");
+    assert_eq!(events(&metrics, "counted"), 3, "{metrics}");
+    assert_eq!(c.alerts().len(), alerts.len(), "{:?}", kinds(&c.alerts()));
 }

@@ -255,3 +255,66 @@ pub fn storm(thread: &str, from: i64, to: i64, minute0: i64) -> Vec<(i32, String
         })
         .collect()
 }
+
+/// Another member of stormwatch's consumer group (an operator's tool, a second instance started
+/// by mistake): joining splits the partitions, leaving hands them back, each a rebalance that
+/// revokes all of stormwatch's partitions. It reads what it is given and commits nothing.
+pub struct Intruder {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    joined: std::sync::mpsc::Receiver<usize>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl Intruder {
+    /// Joins the group of `config` on `cluster`.
+    pub fn join(cluster: &Cluster, config: &Config) -> Intruder {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (joined, has_joined) = std::sync::mpsc::channel();
+        let thread = {
+            let stop = std::sync::Arc::clone(&stop);
+            let brokers = cluster.cluster.bootstrap_servers();
+            let topic = config.kafka.topic.clone();
+            let group = config.kafka.group_id.clone();
+            std::thread::spawn(move || {
+                let consumer: BaseConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", brokers)
+                    .set("group.id", group)
+                    .set("session.timeout.ms", "6000")
+                    .set("enable.auto.commit", "false")
+                    .create()
+                    .expect("intruder");
+                consumer.subscribe(&[&topic]).expect("subscribe");
+                let mut assigned = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = consumer.poll(Duration::from_millis(100));
+                    let now = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                    if now > 0 && assigned == 0 {
+                        let _ = joined.send(now);
+                    }
+                    assigned = assigned.max(now);
+                }
+                consumer.unsubscribe();
+                assigned
+            })
+        };
+        Intruder {
+            stop,
+            joined: has_joined,
+            thread,
+        }
+    }
+
+    /// Waits until the group has rebalanced and the intruder holds a partition.
+    pub fn wait_assigned(&self, within: Duration) {
+        self.joined
+            .recv_timeout(within)
+            .expect("the intruder was assigned a partition");
+    }
+
+    /// Leaves the group; returns the most partitions it held at once.
+    pub fn leave(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("intruder thread")
+    }
+}
