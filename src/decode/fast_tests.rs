@@ -718,3 +718,27 @@ fn generated_records_exercise_both_paths() {
     assert!(good * 5 > total, "{good} of {total}");
     assert!((total - fast) * 4 > total, "{fast} of {total}");
 }
+
+/// The eight-at-a-time scan finds the first stop byte exactly, wherever it is.
+#[test]
+fn scan_finds_the_first_stop_byte() {
+    for len in 0..40 {
+        for at in 0..=len {
+            for stop in [b'"', b'\\', 0u8, 0x1f, b'\n'] {
+                for filler in [b'a', 0x20, 0x21, 0x7f, 0x80, 0xff, b'!', b'#', b'[', b']'] {
+                    let mut bytes = vec![filler; len];
+                    if at < len {
+                        bytes[at] = stop;
+                        // Stops after the first must not matter.
+                        for later in bytes.iter_mut().skip(at + 1).step_by(3) {
+                            *later = b'"';
+                        }
+                    }
+                    let reader = fast::Reader::over(&bytes);
+                    let want = (at < len).then_some(at);
+                    assert_eq!(reader.scan(0), want, "{bytes:?}");
+                }
+            }
+        }
+    }
+}

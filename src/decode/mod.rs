@@ -75,15 +75,22 @@ fn decode_json_with<'a>(
     }
     // The common shape is read by the hand-written fast path; whatever it does not accept, and
     // every record that turns out malformed, goes through serde, which alone decides errors.
-    let fast = if fast_path { fast::parse(text) } else { None };
-    let event = match fast.map(RawEvent::into_event) {
-        Some(Ok(event)) => event,
-        _ => decode_with_serde(text)?,
+    // (One `result` throughout, so the event is built where it is returned, not moved.)
+    let mut raw = RawEvent::default();
+    let mut result = if fast_path && fast::parse_into(text, &mut raw).is_some() {
+        raw.into_event()
+    } else {
+        Err(Malformed::NotJson)
     };
-    if event.timestamp.saturating_sub(options.now) > options.max_future_skew {
-        return Err(Malformed::FutureTimestamp);
+    if result.is_err() {
+        result = decode_with_serde(text);
     }
-    Ok(event)
+    if let Ok(event) = &result {
+        if event.timestamp.saturating_sub(options.now) > options.max_future_skew {
+            return Err(Malformed::FutureTimestamp);
+        }
+    }
+    result
 }
 
 /// The serde path: reads any JSON and classifies every way a record can be malformed (except
