@@ -596,6 +596,8 @@ fn each_fallback_trigger_goes_to_serde() {
         // Duplicate known keys.
         with(r#""recipient_count": 1, "recipient_count": 2"#),
         with(r#""recipient_count": 1, "subject": 5, "subject": "s""#),
+        // (Without the duplicate check this one would keep "s": a `null` leaves a field as is.)
+        with(r#""recipient_count": 1, "subject": "s", "subject": null"#),
         // Numbers other than plain non-negative integers up to `u64::MAX`.
         with(r#""recipient_count": -1"#),
         with(r#""recipient_count": -0"#),
