@@ -8,8 +8,9 @@
 //!
 //! - `throughput`: N generated `mixed` events (default 2,000,000), re-stamped into the last few
 //!   minutes before timing (order and relative spacing kept), produced round-robin to a
-//!   16-partition topic (`--partitions`) while the service consumes. Events/s from the first produce to the
-//!   service's `stormwatch_events_total` (summed over outcomes) reaching N. The producer is
+//!   16-partition topic (`--partitions`; see `THROUGHPUT_PARTITIONS`) while the service
+//!   consumes. Events/s from the first produce to the service's `stormwatch_events_total`
+//!   (summed over outcomes) reaching N. The producer is
 //!   paced, and the run is a sweep of offered rates that stops at the first one the service does
 //!   not keep up with: the mock broker keeps only 5 MiB of batches per partition (hard-coded in
 //!   librdkafka's `rdkafka_mock.c`) and deletes older ones, so an unpaced producer simply runs
@@ -27,7 +28,7 @@
 //! Settings (arguments or environment): `--events N` / `KAFKA_PATH_EVENTS`,
 //! `--throughput-rates R1,R2,..` / `KAFKA_PATH_THROUGHPUT_RATES` (0 = unpaced), `--rate N` /
 //! `KAFKA_PATH_RATE` (latency run), `--seconds N` / `KAFKA_PATH_SECONDS`, `--storm-every-ms N` /
-//! `KAFKA_PATH_STORM_EVERY_MS`, `--partitions N` / `KAFKA_PATH_PARTITIONS` (default 16),
+//! `KAFKA_PATH_STORM_EVERY_MS`, `--partitions N` / `KAFKA_PATH_PARTITIONS` (default 16 for throughput, 4 for latency),
 //! `--compression CODEC` / `KAFKA_PATH_COMPRESSION` (the load
 //! producer's `compression.codec`, default `none`), `--fetch-wait-ms N|default` /
 //! `KAFKA_PATH_FETCH_WAIT_MS` (the service consumer's `fetch.wait.max.ms`, set through
@@ -74,11 +75,16 @@ use stormwatch::timefmt::{format_millis, now_millis, parse_rfc3339_millis, Milli
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Partitions of the events topic unless `--partitions` says otherwise. Not the 4 of the first
-/// runs: the mock broker keeps 5 MiB per partition, about 19K records, so at 400K events/s on 4
-/// partitions any pause of 0.2 s loses records and the bench measures the mock, not the
-/// service. 16 gives 0.75 s of slack at that rate; a real topic for such a stream has as many.
-const DEFAULT_PARTITIONS: i32 = 16;
+/// Partitions of the events topic in the throughput run unless `--partitions` says otherwise.
+/// Not the 4 of the first runs: the mock broker keeps 5 MiB per partition, about 19K records, so
+/// at 400K events/s on 4 partitions any pause of 0.2 s loses records and the bench measures the
+/// mock, not the service. 16 gives 0.75 s of slack at that rate; a real topic for such a stream
+/// has as many.
+const THROUGHPUT_PARTITIONS: i32 = 16;
+/// Partitions in the latency run: at 100K events/s 4 leave seconds of slack, and the mock
+/// broker's own CPU grows with the partitions (11% of a core with 4, 31% to 43% with 16, on a
+/// machine the bench shares with the service).
+const LATENCY_PARTITIONS: i32 = 4;
 /// Every `stormwatch_events_total` outcome.
 const OUTCOMES: [&str; 5] = ["counted", "ignored", "malformed", "late", "duplicate"];
 /// Thread ids of the injected storms start with this.
@@ -109,7 +115,8 @@ struct Settings {
     throughput_rates: Vec<u64>,
     compression: String,
     json: bool,
-    partitions: i32,
+    /// `--partitions`; each run has its own default.
+    partitions: Option<i32>,
 }
 
 /// Offered rates of the throughput sweep (events/s; 0 = as fast as the producer can).
@@ -158,8 +165,7 @@ fn parse_settings() -> Settings {
         json: std::env::var_os("KAFKA_PATH_JSON").is_some(),
         partitions: std::env::var("KAFKA_PATH_PARTITIONS")
             .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_PARTITIONS),
+            .and_then(|v| v.parse().ok()),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -186,7 +192,7 @@ fn parse_settings() -> Settings {
                 "--events" => settings.events = value,
                 "--rate" => settings.rate = value,
                 "--seconds" => settings.seconds = value,
-                "--partitions" => settings.partitions = i32::try_from(value).unwrap_or(i32::MAX),
+                "--partitions" => settings.partitions = i32::try_from(value).ok(),
                 _ => settings.storm_every_ms = value,
             }
         } else if matches!(
@@ -221,7 +227,7 @@ fn parse_settings() -> Settings {
         settings.modes = vec![Mode::Throughput, Mode::Latency];
     }
     settings.rate = settings.rate.max(1);
-    settings.partitions = settings.partitions.max(1);
+    settings.partitions = settings.partitions.map(|p| p.max(1));
     settings.storm_every_ms = settings.storm_every_ms.max(1);
     settings
 }
@@ -600,31 +606,28 @@ fn throughput_producer(
 }
 
 fn throughput(settings: &Settings, templates: &[Template], rate: u64) -> Attempt {
+    let partitions = settings.partitions.unwrap_or(THROUGHPUT_PARTITIONS);
     let paced = if rate == 0 {
         "as fast as the producer can".to_string()
     } else {
         format!("paced at {rate} events/s")
     };
     println!(
-        "== throughput: {} generated mixed events (requested {}), {paced}, {} partitions, producer compression {}",
+        "== throughput: {} generated mixed events (requested {}), {paced}, {partitions} partitions, producer compression {}",
         templates.len(),
         settings.events,
-        settings.partitions,
         settings.compression
     );
     let (buffer, ranges) = restamped(templates);
     let total = ranges.len() as u64;
-    let bench = bench_cluster(settings.fetch_wait_ms, settings.partitions);
+    let bench = bench_cluster(settings.fetch_wait_ms, partitions);
     let service = start_ready(&bench.config);
     let metrics = Arc::clone(service.metrics());
     let producer = load_producer(&bench.cluster.bootstrap_servers(), settings);
     let topic = bench.config.kafka.topic.clone();
     let buffer = Arc::new(buffer);
     let progress = Arc::new(AtomicU64::new(0));
-    let target = Target {
-        topic,
-        partitions: settings.partitions,
-    };
+    let target = Target { topic, partitions };
     println!("  load average before: {}", load_average());
     let cpu_before = thread_cpu();
 
@@ -925,15 +928,16 @@ fn paced_producer(
 }
 
 fn latency(settings: &Settings, templates: Arc<Vec<Template>>) -> serde_json::Value {
+    let partitions = settings.partitions.unwrap_or(LATENCY_PARTITIONS);
     let duration = Duration::from_secs(settings.seconds.max(1));
     let every = Duration::from_millis(settings.storm_every_ms);
     println!(
-        "== latency: {} events/s for {} s, a 3-reply storm on a fresh thread every {} ms",
+        "== latency: {} events/s for {} s on {partitions} partitions, a 3-reply storm on a fresh thread every {} ms",
         settings.rate,
         duration.as_secs(),
         every.as_millis()
     );
-    let bench = bench_cluster(settings.fetch_wait_ms, settings.partitions);
+    let bench = bench_cluster(settings.fetch_wait_ms, partitions);
     let service = start_ready(&bench.config);
     let metrics = Arc::clone(service.metrics());
 
@@ -971,7 +975,7 @@ fn latency(settings: &Settings, templates: Arc<Vec<Template>>) -> serde_json::Va
         let producer = load_producer(&bench.cluster.bootstrap_servers(), settings);
         let target = Target {
             topic: bench.config.kafka.topic.clone(),
-            partitions: settings.partitions,
+            partitions,
         };
         let rate = settings.rate;
         std::thread::Builder::new()
