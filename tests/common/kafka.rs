@@ -140,7 +140,7 @@ impl Cluster {
         what: &str,
         done: impl Fn(&[serde_json::Value]) -> bool,
     ) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let alerts = self.alerts();
             if done(&alerts) {
