@@ -4,18 +4,9 @@
 //! Generated events (valid, damaged, byte-mutated), the generator's `mixed` stream, and one
 //! named case per fallback trigger.
 
+use super::tests::{opts, with};
 use super::*;
 use proptest::prelude::*;
-
-const NOW: Millis = 1_709_550_000_000; // 2024-03-04T11:00:00Z
-
-fn opts() -> DecodeOptions {
-    DecodeOptions {
-        now: NOW,
-        max_future_skew: 5 * 60_000,
-        max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
-    }
-}
 
 #[allow(clippy::ptr_arg)] // the variant is the point
 fn is_borrowed(s: &Cow<'_, str>) -> bool {
@@ -343,25 +334,14 @@ fn simple_value() -> impl Strategy<Value = String> {
     ]
 }
 
-const KEYS: [&str; 9] = [
-    "timestamp",
-    "message_id",
-    "sender",
-    "recipient_count",
-    "recipients",
-    "thread_id",
-    "in_reply_to",
-    "references",
-    "subject",
-];
-
 /// The members of a well-typed event object: required fields nearly always, optional ones
 /// often, flat unknown fields sometimes, in any order.
 fn members() -> impl Strategy<Value = Vec<(String, String)>> {
-    let known: Vec<BoxedStrategy<Option<(String, String)>>> = KEYS
+    let known: Vec<BoxedStrategy<Option<(String, String)>>> = Field::ALL
         .iter()
+        .map(|field| field.name())
         .enumerate()
-        .map(|(i, &key)| {
+        .map(|(i, key)| {
             let present = if i < 4 { 0.97 } else { 0.4 };
             prop::option::weighted(present, known_value(key))
                 .prop_map(move |v| v.map(|v| (key.to_string(), v)))
@@ -552,13 +532,6 @@ proptest! {
 }
 
 // ---- named cases -----------------------------------------------------------------------------
-
-const BASE: &str =
-    r#""timestamp": "2024-03-04T09:00:00.000Z", "message_id": "<m1@x>", "sender": "Ann <A@X>""#;
-
-fn with(extra: &str) -> String {
-    format!("{{{BASE}, {extra}}}")
-}
 
 #[test]
 fn the_common_shapes_take_the_fast_path() {

@@ -28,6 +28,19 @@ pub enum Field {
 }
 
 impl Field {
+    /// Every field, in schema order.
+    pub const ALL: [Field; 9] = [
+        Field::Timestamp,
+        Field::MessageId,
+        Field::Sender,
+        Field::RecipientCount,
+        Field::Recipients,
+        Field::ThreadId,
+        Field::InReplyTo,
+        Field::References,
+        Field::Subject,
+    ];
+
     /// The field's name in the JSON schema.
     pub const fn name(self) -> &'static str {
         match self {

@@ -1,8 +1,10 @@
+//! Decoding tests; two of their fixtures (`opts`, `with`) also serve the fast-path tests.
+
 use super::*;
 
 const NOW: Millis = 1_709_550_000_000; // 2024-03-04T11:00:00Z
 
-fn opts() -> DecodeOptions {
+pub(super) fn opts() -> DecodeOptions {
     DecodeOptions {
         now: NOW,
         max_future_skew: 5 * 60_000,
@@ -17,7 +19,7 @@ fn decode(text: &str) -> Result<Event<'static>, Malformed> {
 const BASE: &str =
     r#""timestamp": "2024-03-04T09:00:00.000Z", "message_id": "<m1@x>", "sender": "Ann <A@X>""#;
 
-fn with(extra: &str) -> String {
+pub(super) fn with(extra: &str) -> String {
     format!("{{{BASE}, {extra}}}")
 }
 
@@ -229,17 +231,7 @@ proptest::proptest! {
 #[test]
 fn every_field_name_is_a_recognised_key() {
     use serde::de::IntoDeserializer;
-    for field in [
-        Field::Timestamp,
-        Field::MessageId,
-        Field::Sender,
-        Field::RecipientCount,
-        Field::Recipients,
-        Field::ThreadId,
-        Field::InReplyTo,
-        Field::References,
-        Field::Subject,
-    ] {
+    for field in Field::ALL {
         let key: Result<fields::Key, serde::de::value::Error> =
             serde::Deserialize::deserialize(field.name().into_deserializer());
         assert_eq!(key.map(|k| k.0), Ok(Some(field)));
