@@ -30,7 +30,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Most records in one batch: big enough that the hand-over costs little per record, small
-/// enough that a batch is on its way within about a millisecond at 100K records/s.
+/// enough that the detection thread gets work while the intake parses more. A batch goes as
+/// soon as the consumer has nothing more at hand, so at steady rates batches are small.
 pub(super) const BATCH: usize = 1_024;
 /// Batches in flight between the threads (the bound on what the channel holds).
 pub(super) const BATCHES_IN_FLIGHT: usize = 8;
@@ -45,8 +46,9 @@ pub(super) enum Polled {
         partition: i32,
         pending: Pending<Item>,
     },
-    /// `partition` was read to its end, at `at` (wall clock).
-    End { partition: i32, at: Millis },
+    /// `partition` was read to its end (the detection thread stamps it with its own clock, the
+    /// one it stamps records with, so the merge compares like with like).
+    End { partition: i32 },
     /// The rebalance callback ran.
     Assignment(AssignmentChange),
 }
@@ -79,6 +81,7 @@ impl Intake {
             };
             let mut received = false;
             let mut arrived = Instant::now();
+            let mut records: u32 = 0;
             while batch.len() < BATCH {
                 let polled = self.consumer.poll(timeout);
                 timeout = Duration::ZERO;
@@ -100,17 +103,18 @@ impl Intake {
                             .entry(partition)
                             .or_insert_with(|| self.new_parser.clone());
                         // The arrival stamp is read once per 64 records (a clock read costs
-                        // about as much as a fifth of a parse); it is never later than the truth.
-                        if batch.len().is_multiple_of(64) {
+                        // about as much as a fifth of a parse), always after the poll that
+                        // may have waited; it is never later than the truth.
+                        if records.is_multiple_of(64) {
                             arrived = Instant::now();
                         }
+                        records += 1;
                         let pending = parse(parser, &message, &self.decode, arrived);
                         batch.push(Polled::Record { partition, pending });
                     }
-                    Err(KafkaError::PartitionEOF(partition)) => batch.push(Polled::End {
-                        partition,
-                        at: self.decode.now,
-                    }),
+                    Err(KafkaError::PartitionEOF(partition)) => {
+                        batch.push(Polled::End { partition })
+                    }
                     Err(error) => tracing::warn!(%error, "consumer error"),
                 }
             }

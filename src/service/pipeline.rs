@@ -38,8 +38,8 @@ const HELD_WAIT: Duration = Duration::from_millis(1);
 
 /// Records buffered per partition before it is paused.
 const PAUSE_AT: usize = 20_000;
-/// Events between two reads of the clock for the latency samples: a read costs about 35 ns, a
-/// few percent of an event's processing, and 64 events take well under a millisecond.
+/// Records between two reads of the clock for the latency samples: a read costs about 35 ns, a
+/// few percent of a record's processing, and 64 records take well under a millisecond.
 const CLOCK_EVERY: u32 = 64;
 /// How often offsets are committed and metrics, the storm board and readiness refreshed.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
@@ -114,8 +114,8 @@ struct Detector {
     ever_caught_up: bool,
 }
 
-/// The clock the latency samples read: refreshed every [`CLOCK_EVERY`] events, and at every
-/// loop turn, so a sample is at most a fraction of a millisecond stale.
+/// The clock the latency samples read: refreshed every [`CLOCK_EVERY`] records processed, and
+/// at every loop turn, so a sample is at most a fraction of a millisecond stale.
 struct SampleClock {
     instant: Instant,
     millis: Millis,
@@ -135,12 +135,13 @@ impl SampleClock {
         *self = Self::new();
     }
 
-    fn now(&mut self) -> (Instant, Millis) {
+    /// Counts a processed record (any kind: a long run of malformed records or unfinished
+    /// mail-log lines must move the clock on too).
+    fn tick(&mut self) {
         self.uses += 1;
         if self.uses >= CLOCK_EVERY {
             self.refresh();
         }
-        (self.instant, self.millis)
     }
 }
 
@@ -294,7 +295,7 @@ impl Detector {
         for polled in batch.drain(..) {
             match polled {
                 Polled::Record { partition, pending } => self.merger.push(partition, pending, now),
-                Polled::End { partition, at } => self.merger.reached_end(partition, at),
+                Polled::End { partition } => self.merger.reached_end(partition, now),
                 Polled::Assignment(change) => self.apply_assignment_change(change),
             }
         }
@@ -317,7 +318,13 @@ impl Detector {
     /// Applies an assignment change at its place in the stream of polled records.
     fn apply_assignment_change(&mut self, change: AssignmentChange) {
         match change {
-            AssignmentChange::Assigned(partitions) => self.merger.assign(partitions, now_millis()),
+            AssignmentChange::Assigned(partitions) => {
+                // librdkafka keeps a pause across a revocation, and this thread may have paused
+                // a partition the intake thread had already seen revoked and assigned again; the
+                // merge starts every assigned partition unpaused, so the consumer must too.
+                self.set_paused(&partitions, false);
+                self.merger.assign(partitions, now_millis())
+            }
             AssignmentChange::Revoked(partitions) => {
                 let dropped = self.merger.revoke(partitions.iter().copied());
                 self.offsets.revoke(partitions);
@@ -352,26 +359,30 @@ impl Detector {
     /// Pauses partitions whose buffers are full and resumes drained ones.
     fn flow_control(&mut self) {
         let advice = self.merger.flow_control();
-        for (partitions, pause) in [(advice.pause, true), (advice.resume, false)] {
-            if partitions.is_empty() {
-                continue;
-            }
-            let mut list = TopicPartitionList::new();
-            for p in partitions {
-                list.add_partition(&self.topic, p);
-            }
-            let result = if pause {
-                self.consumer.pause(&list)
-            } else {
-                self.consumer.resume(&list)
-            };
-            if let Err(error) = result {
-                tracing::warn!(%error, pause, "pausing or resuming partitions failed");
-            }
+        self.set_paused(&advice.pause, true);
+        self.set_paused(&advice.resume, false);
+    }
+
+    fn set_paused(&self, partitions: &[i32], pause: bool) {
+        if partitions.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for &p in partitions {
+            list.add_partition(&self.topic, p);
+        }
+        let result = if pause {
+            self.consumer.pause(&list)
+        } else {
+            self.consumer.resume(&list)
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, pause, "pausing or resuming partitions failed");
         }
     }
 
     fn process(&mut self, partition: i32, pending: Pending<Item>) {
+        self.clock.tick();
         match pending.item {
             Item::Record { parsed, arrived } => {
                 let seq = self
@@ -425,12 +436,11 @@ impl Detector {
     /// Runs one event through the engine and sends what it causes, tagged with record `seq`.
     fn ingest(&mut self, event: &Event<'_>, arrived: Instant, seq: u64) {
         self.engine.ingest(event, &mut self.alerts);
-        let (instant, millis) = self.clock.now();
         if let Ok(recorder) = &mut self.processing {
-            recorder.record(instant.saturating_duration_since(arrived));
+            recorder.record(self.clock.instant.saturating_duration_since(arrived));
         }
         if let Ok(recorder) = &mut self.lag {
-            recorder.record_millis_between(event.timestamp, millis);
+            recorder.record_millis_between(event.timestamp, self.clock.millis);
         }
         self.emit_alerts(seq);
     }
@@ -546,16 +556,32 @@ impl Detector {
             self.correlator.oldest_pending_token(),
         );
         if !points.is_empty() {
+            // Only partitions the consumer holds now: the intake thread may have seen a
+            // revocation that this thread has not applied yet, and a commit for a partition
+            // another member now owns would overwrite its progress.
+            let held: Vec<i32> = match self.consumer.assignment() {
+                Ok(assignment) => assignment
+                    .elements_for_topic(&self.topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect(),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the assignment; no commit this time");
+                    Vec::new()
+                }
+            };
             let mut list = TopicPartitionList::new();
-            for (partition, offset) in &points {
+            for (partition, offset) in points.iter().filter(|(p, _)| held.contains(p)) {
                 if let Err(error) =
                     list.add_partition_offset(&self.topic, *partition, Offset::Offset(*offset))
                 {
                     tracing::warn!(%error, "bad commit offset");
                 }
             }
-            if let Err(error) = self.consumer.commit(&list, mode) {
-                tracing::warn!(%error, "offset commit failed; the next one retries it");
+            if list.count() > 0 {
+                if let Err(error) = self.consumer.commit(&list, mode) {
+                    tracing::warn!(%error, "offset commit failed; the next one retries it");
+                }
             }
         }
         let metrics = &self.handles.metrics;
