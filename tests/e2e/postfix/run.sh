@@ -220,21 +220,4 @@ fi
 say "stormwatch metrics: $(curl -fsS "http://$SW_ADDR/metrics" 2>/dev/null |
     grep -E '^stormwatch_(events|malformed|decode)[a-z_]*(\{[^}]*\})? ' | tr '\n' ' ' | cut -c1-600 || true)"
 
-say "check: SIGTERM stops stormwatch with exit 0 within 20 s"
-kill -TERM "$SW_PID"
-rc=""
-for _ in $(seq 1 100); do
-    if ! kill -0 "$SW_PID" 2>/dev/null; then
-        set +e
-        wait "$SW_PID"
-        rc=$?
-        set -e
-        break
-    fi
-    sleep 0.2
-done
-if [ "$rc" = 0 ]; then
-    record PASS "SIGTERM stops stormwatch with exit 0 within 20 s"
-else
-    record FAIL "SIGTERM stops stormwatch with exit 0 within 20 s (${rc:-still running})"
-fi
+sigterm_check "SIGTERM stops stormwatch with exit 0 within 20 s" "$SW_PID"
