@@ -85,8 +85,8 @@ impl Intake {
             while batch.len() < BATCH {
                 let polled = self.consumer.poll(timeout);
                 timeout = Duration::ZERO;
-                // The rebalance callback ran inside that poll: its change goes after the
-                // records polled before it, and before the one just returned.
+                // A rebalance callback runs inside a poll (which then returns no record): its
+                // change goes after the records polled before it and before any polled after.
                 // (Parsers outlive a revocation: an Exchange partition read again from its
                 // committed offset may not see its `#Fields:` line again.)
                 for change in self.consumer.context().take_changes() {
