@@ -17,8 +17,11 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use stormwatch::alert::Alert;
 use stormwatch::config::Config;
-use stormwatch::engine::Engine;
+use stormwatch::decode::{decode_json, DecodeOptions, DEFAULT_MAX_RECORD_BYTES};
+use stormwatch::engine::{Engine, Outcome};
+use stormwatch::event::Event;
 use stormwatch::generate::{generate, GenerateOptions, Scenario};
 use stormwatch::replay::{replay, ReplayOptions};
 
@@ -234,4 +237,73 @@ fn nhs_2016_under_tight_limits() {
 #[test]
 fn mixed_with_a_low_reply_all_threshold() {
     golden(5);
+}
+
+/// Every event's outcome and the alerts, ingesting `data` one event at a time, or in batches
+/// of `batch` events.
+fn ingest_all(case: &Case, data: &[u8], batch: Option<usize>) -> (Vec<Outcome>, Vec<Alert>) {
+    let options = DecodeOptions {
+        now: i64::MAX / 2,
+        max_future_skew: 0,
+        max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+    };
+    let events: Vec<Event<'_>> = data
+        .split(|&b| b == b'\n')
+        .filter_map(|line| decode_json(line, &options).ok())
+        .collect();
+    let mut engine = Engine::from_config(&(case.config)());
+    let (mut outcomes, mut alerts) = (Vec::new(), Vec::new());
+    match batch {
+        None => {
+            for event in &events {
+                outcomes.push(engine.ingest(event, &mut alerts));
+            }
+        }
+        Some(size) => {
+            for chunk in events.chunks(size) {
+                let first = outcomes.len();
+                engine.ingest_batch(chunk, &mut alerts, |index, outcome| {
+                    assert_eq!(index, outcomes.len() - first, "outcomes in event order");
+                    outcomes.push(outcome);
+                });
+            }
+        }
+    }
+    (outcomes, alerts)
+}
+
+/// `Engine::ingest_batch` prefetches a batch's entries before ingesting it; it must decide
+/// exactly what ingesting the events one by one decides, whatever the batch size, including
+/// when events of one batch evict, create and join each other's threads (the tight and
+/// sensitive cases).
+#[test]
+fn batch_ingestion_decides_as_one_by_one() {
+    for case in CASES.iter().filter(|case| case.name.starts_with("mixed-")) {
+        let data = input(case);
+        let one_by_one = ingest_all(case, &data, None);
+        assert!(
+            one_by_one.1.len() >= 4,
+            "{}: too few alerts to compare",
+            case.name
+        );
+        for size in [1, 7, 64] {
+            let batched = ingest_all(case, &data, Some(size));
+            assert_eq!(
+                batched.0.len(),
+                one_by_one.0.len(),
+                "{} batch {size}",
+                case.name
+            );
+            assert!(
+                batched.0 == one_by_one.0,
+                "{} batch {size}: outcomes differ",
+                case.name
+            );
+            assert!(
+                batched.1 == one_by_one.1,
+                "{} batch {size}: alerts differ",
+                case.name
+            );
+        }
+    }
 }

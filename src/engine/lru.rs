@@ -88,6 +88,17 @@ impl<V> LruMap<V> {
             .copied()
     }
 
+    /// Starts loading `key`'s entry into the cache and returns at once: a hint, with no effect
+    /// but on speed. The table is probed by tag only (no key comparison, which would wait for
+    /// the entry itself), so a rare tag collision prefetches another entry, which is harmless.
+    pub fn prefetch(&self, key: &KeyHash) {
+        if let Some(&index) = self.table.find(key.table_hash(), |_| true) {
+            if let Some(slot) = self.slot(index) {
+                prefetch(slot);
+            }
+        }
+    }
+
     fn slot(&self, index: u32) -> Option<&Slot<V>> {
         self.slots.get(index as usize)
     }
@@ -200,6 +211,38 @@ impl<V> LruMap<V> {
             self.link_back(index);
         }
     }
+}
+
+/// Asks the CPU to bring the cache lines of `value` in; a no-op where the architecture has no
+/// such hint here.
+#[inline(always)]
+fn prefetch<T>(value: &T) {
+    let start: *const T = value;
+    prefetch_span(start.cast(), std::mem::size_of::<T>());
+}
+
+/// [`prefetch`] for the first and last byte of a slice (a short string's one or two lines).
+#[inline(always)]
+pub(super) fn prefetch_bytes(bytes: &[u8]) {
+    prefetch_span(bytes.as_ptr(), bytes.len());
+}
+
+#[inline(always)]
+fn prefetch_span(start: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = start.cast::<i8>();
+        let end = start.wrapping_add(len.saturating_sub(1));
+        // SAFETY: a prefetch is a hint: it never faults, whatever the address, and changes no
+        // memory. SSE, which the intrinsic needs, is part of the x86_64 baseline.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(start);
+            _mm_prefetch::<_MM_HINT_T0>(end);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (start, len);
 }
 
 #[cfg(test)]

@@ -149,6 +149,15 @@ struct MessageRecord {
     counted_at: Millis,
 }
 
+/// The hashes an event is looked up by, computed once per event.
+#[derive(Debug, Clone, Copy, Default)]
+struct EventKeys {
+    /// Its message id's, when it has one.
+    id: Option<KeyHash>,
+    /// Its thread id's, else its References root's, else its In-Reply-To's.
+    join: Option<KeyHash>,
+}
+
 /// `counted_at` of a message that never counted as a reply-all. Accepted timestamps are never
 /// this small (the decoder refuses negative ones).
 const NEVER_COUNTED: Millis = Millis::MIN;
@@ -184,6 +193,8 @@ pub struct Engine {
     /// Reused buffers, so an event costs no allocation for its normalized subject or sender.
     normalized_subject: String,
     sender_buf: String,
+    /// Reused by [`Engine::ingest_batch`] for its events' key hashes.
+    batch_hashes: Vec<EventKeys>,
     /// The caller's wall clock at the arrival of the events being ingested (service mode).
     arrival: Option<Millis>,
 }
@@ -204,6 +215,7 @@ impl Engine {
             stats: EngineStats::default(),
             normalized_subject: String::new(),
             sender_buf: String::new(),
+            batch_hashes: Vec::new(),
             arrival: None,
         }
     }
@@ -397,6 +409,98 @@ impl Engine {
 
     /// Processes one decoded event, appending any alerts it causes to `alerts`.
     pub fn ingest(&mut self, event: &Event<'_>, alerts: &mut Vec<Alert>) -> Outcome {
+        let hashes = self.key_hashes(event);
+        self.ingest_hashed(event, hashes, alerts)
+    }
+
+    /// Processes `events` in order, exactly as [`Engine::ingest`] one by one would, calling
+    /// `outcome` with each event's index and outcome.
+    ///
+    /// Why batches: at millions of tracked threads and message ids, an event's map lookups are
+    /// cache misses, and one event's lookups depend on each other, so they wait in turn. Here
+    /// the lookups of the whole batch are started first ([`Engine::prefetch`]): being
+    /// independent, they overlap, and the events then find their entries in the cache.
+    pub fn ingest_batch(
+        &mut self,
+        events: &[Event<'_>],
+        alerts: &mut Vec<Alert>,
+        mut outcome: impl FnMut(usize, Outcome),
+    ) {
+        let mut hashes = std::mem::take(&mut self.batch_hashes);
+        hashes.clear();
+        hashes.extend(events.iter().map(|event| self.key_hashes(event)));
+        for key in &hashes {
+            self.prefetch_entries(key);
+        }
+        for (event, key) in events.iter().zip(&hashes) {
+            self.prefetch_joined_key(event, key);
+        }
+        for (event, key) in events.iter().zip(&hashes) {
+            self.prefetch_joined_thread(event, key);
+        }
+        for (index, (event, key)) in events.iter().zip(&hashes).enumerate() {
+            outcome(index, self.ingest_hashed(event, *key, alerts));
+        }
+        self.batch_hashes = hashes;
+    }
+
+    /// The hashes of the keys an event is looked up by.
+    fn key_hashes(&self, event: &Event<'_>) -> EventKeys {
+        let message_id: &str = &event.message_id;
+        let join = event
+            .thread_id
+            .as_deref()
+            .or(event.references_root.as_deref())
+            .or(event.in_reply_to.as_deref());
+        EventKeys {
+            id: (!message_id.is_empty()).then(|| self.hasher.hash(message_id)),
+            join: join.map(|key| self.hasher.hash(key)),
+        }
+    }
+
+    /// Starts loading the entries an event's lookups will reach first: its own message id's
+    /// record and thread, and the record (or, by thread id, the thread) it joins.
+    fn prefetch_entries(&self, keys: &EventKeys) {
+        if let Some(id) = &keys.id {
+            self.message_ids.prefetch(id);
+            self.threads.prefetch(id);
+        }
+        if let Some(join) = &keys.join {
+            self.message_ids.prefetch(join);
+            self.threads.prefetch(join);
+        }
+    }
+
+    /// The record a References / In-Reply-To join reaches, if one is remembered.
+    fn joined_record(&self, event: &Event<'_>, keys: &EventKeys) -> Option<&MessageRecord> {
+        if event.thread_id.is_some() {
+            return None;
+        }
+        self.message_ids.get(keys.join.as_ref()?)
+    }
+
+    /// Starts loading the thread key a join leads to (it is hashed next), once the joined
+    /// message's record is (being) loaded.
+    fn prefetch_joined_key(&self, event: &Event<'_>, keys: &EventKeys) {
+        if let Some(record) = self.joined_record(event, keys) {
+            lru::prefetch_bytes(record.thread.as_bytes());
+        }
+    }
+
+    /// Starts loading the thread a join leads to, once its key is (being) loaded.
+    fn prefetch_joined_thread(&self, event: &Event<'_>, keys: &EventKeys) {
+        if let Some(record) = self.joined_record(event, keys) {
+            self.threads.prefetch(&self.hasher.hash(&record.thread));
+        }
+    }
+
+    /// [`Engine::ingest`] with the event's key hashes already computed.
+    fn ingest_hashed(
+        &mut self,
+        event: &Event<'_>,
+        keys: EventKeys,
+        alerts: &mut Vec<Alert>,
+    ) -> Outcome {
         let at = event.timestamp;
         if let Some(now) = self.now {
             if at < now.saturating_sub(self.settings.allowed_lateness) {
@@ -404,8 +508,7 @@ impl Engine {
                 return Outcome::Late;
             }
         }
-        let message_id: &str = &event.message_id;
-        let id_hash = (!message_id.is_empty()).then(|| self.hasher.hash(message_id));
+        let id_hash = keys.id;
         if self.is_duplicate(id_hash, at) {
             self.stats.duplicate += 1;
             return Outcome::Duplicate;
@@ -417,20 +520,26 @@ impl Engine {
         }
         let now = self.now.unwrap_or(at);
 
-        let prefix = match &event.subject {
-            Some(subject) => analyze_into(subject, &mut self.normalized_subject),
-            None => {
-                self.normalized_subject.clear();
-                None
-            }
+        let big_audience = event.recipient_count >= self.settings.min_recipients;
+        // The subject's prefix and normalized form matter only for a big audience (is it a
+        // reply-all; its subject is remembered for rule 4) and for an event with nothing to
+        // join by (its thread may be found by subject). Most events are neither, and subject
+        // analysis is the engine's largest share of instructions.
+        let joined = event.thread_id.is_some()
+            || event.references_root.is_some()
+            || event.in_reply_to.is_some();
+        let prefix = if big_audience || !joined {
+            self.analyze_subject(event)
+        } else {
+            self.normalized_subject.clear();
+            None
         };
         let is_reply = event.in_reply_to.is_some()
             || event.references_root.is_some()
             || prefix == Some(PrefixKind::Reply);
-        let big_audience = event.recipient_count >= self.settings.min_recipients;
         let is_reply_all = is_reply && big_audience;
 
-        let Some((hash, key)) = self.thread_key(event, prefix, id_hash) else {
+        let Some((hash, key)) = self.thread_key(event, prefix, keys) else {
             // No id and nothing to join it by: it counts in no window.
             self.stats.ignored += 1;
             return Outcome::Ignored;
@@ -455,16 +564,21 @@ impl Engine {
     /// The thread key `event` would get now (contract section 2), without applying it: for
     /// tools and the thread-key benchmark. `None` when it would get none.
     pub fn thread_key_of(&mut self, event: &Event<'_>) -> Option<Arc<str>> {
-        let prefix = match &event.subject {
+        let prefix = self.analyze_subject(event);
+        let keys = self.key_hashes(event);
+        self.thread_key(event, prefix, keys).map(|(_, key)| key)
+    }
+
+    /// The event's subject prefix kind, leaving its normalized subject (empty when it has
+    /// none) in `normalized_subject`.
+    fn analyze_subject(&mut self, event: &Event<'_>) -> Option<PrefixKind> {
+        match &event.subject {
             Some(subject) => analyze_into(subject, &mut self.normalized_subject),
             None => {
                 self.normalized_subject.clear();
                 None
             }
-        };
-        let message_id: &str = &event.message_id;
-        let id_hash = (!message_id.is_empty()).then(|| self.hasher.hash(message_id));
-        self.thread_key(event, prefix, id_hash).map(|(_, key)| key)
+        }
     }
 
     /// Whether the event repeats a message already counted as a reply-all less than
@@ -480,23 +594,22 @@ impl Engine {
             .is_some_and(|counted| at.saturating_sub(counted) < self.settings.dedup_window)
     }
 
-    /// The thread key of contract section 2, in order of preference.
-    /// The thread key of contract section 2, in order of preference, with its hash. `id_hash`
-    /// is the hash of the event's (non-empty) message id.
+    /// The thread key of contract section 2, in order of preference, with its hash.
     fn thread_key(
         &self,
         event: &Event<'_>,
         prefix: Option<PrefixKind>,
-        id_hash: Option<KeyHash>,
+        keys: EventKeys,
     ) -> Option<(KeyHash, Arc<str>)> {
         if let Some(thread_id) = &event.thread_id {
-            return Some(self.intern(thread_id));
+            return Some(self.intern_hashed(keys.join?, thread_id));
         }
-        if let Some(root) = &event.references_root {
-            return Some(self.known_thread_or(root));
-        }
-        if let Some(parent) = &event.in_reply_to {
-            return Some(self.known_thread_or(parent));
+        if let Some(root) = event
+            .references_root
+            .as_deref()
+            .or(event.in_reply_to.as_deref())
+        {
+            return Some(self.known_thread_or(keys.join?, root));
         }
         if prefix == Some(PrefixKind::Reply) && !self.normalized_subject.is_empty() {
             let subject_hash = self.hasher.hash(&self.normalized_subject);
@@ -506,13 +619,11 @@ impl Engine {
             let key = format!("subject:{}", self.normalized_subject);
             return Some(self.intern(&key));
         }
-        let id_hash = id_hash?;
-        Some(self.intern_hashed(id_hash, &event.message_id))
+        Some(self.intern_hashed(keys.id?, &event.message_id))
     }
 
-    /// The thread key recorded for a message id, else the id itself.
-    fn known_thread_or(&self, message_id: &str) -> (KeyHash, Arc<str>) {
-        let id_hash = self.hasher.hash(message_id);
+    /// The thread key recorded for a message id (whose hash is `id_hash`), else the id itself.
+    fn known_thread_or(&self, id_hash: KeyHash, message_id: &str) -> (KeyHash, Arc<str>) {
         match self.message_ids.get(&id_hash) {
             Some(record) => (self.hasher.hash(&record.thread), record.thread.clone()),
             None => self.intern_hashed(id_hash, message_id),

@@ -23,6 +23,10 @@ use std::time::Instant;
 /// How often (in records) the wall clock for the future-timestamp check is re-read.
 const CLOCK_REFRESH_RECORDS: u64 = 4096;
 
+/// Events per [`Engine::ingest_batch`] call in a JSON replay: enough for the batch's map
+/// lookups to overlap, few enough that the batch's lines stay in the L1 cache.
+const JSON_BATCH: usize = 32;
+
 /// Replay settings besides the engine's.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
@@ -66,7 +70,8 @@ pub fn replay<R: BufRead, W: Write>(
     }
 }
 
-/// JSON events: each record decoded straight into the engine, borrowing from the line buffer.
+/// JSON events, decoded and fed to the engine in batches of [`JSON_BATCH`] (see
+/// [`Engine::ingest_batch`] for why), each event borrowing from the batch's lines.
 fn replay_json<R: BufRead, W: Write>(
     input: R,
     engine: &mut Engine,
@@ -77,27 +82,31 @@ fn replay_json<R: BufRead, W: Write>(
     let started = Instant::now();
     let mut summary = Summary::default();
     let mut records = Records::new(input, options);
+    let mut lines = LineBatch::default();
     let mut alerts = Vec::new();
     let mut output_open = true;
-    while let Some((line_number, decode_options, record)) = records.next(&mut progress)? {
-        let decoded = record.and_then(|bytes| decode_json(bytes, &decode_options));
-        match decoded {
-            Ok(event) => {
-                let outcome = engine.ingest(&event, &mut alerts);
-                if outcome == Outcome::Late {
+    while output_open && records.next_batch(&mut lines, JSON_BATCH, &mut progress)? {
+        let mut events = Vec::with_capacity(lines.len());
+        let mut line_numbers = Vec::with_capacity(lines.len());
+        for (line_number, decode_options, record) in lines.records() {
+            match record.and_then(|bytes| decode_json(bytes, &decode_options)) {
+                Ok(event) => {
+                    events.push(event);
+                    line_numbers.push(line_number);
+                }
+                Err(reason) => summary.note_malformed(reason, line_number),
+            }
+        }
+        engine.ingest_batch(&events, &mut alerts, |index, outcome| {
+            if outcome == Outcome::Late {
+                if let Some(&line_number) = line_numbers.get(index) {
                     summary.note_late(line_number);
                 }
             }
-            Err(reason) => summary.note_malformed(reason, line_number),
-        }
+        });
         if !alerts.is_empty() {
-            if output_open {
-                output_open = write_alerts(output, &alerts)?;
-            }
+            output_open = write_alerts(output, &alerts)?;
             alerts.clear();
-            if !output_open {
-                break;
-            }
         }
     }
     progress(records.reader.bytes_read());
@@ -192,6 +201,67 @@ impl<R: BufRead> Records<R> {
             Record::Line(bytes) => Ok(bytes),
         };
         Ok(Some((self.line_number, self.decode_options, bytes)))
+    }
+
+    /// Replaces `batch` with up to `max` next records; `false` when there were none left.
+    fn next_batch(
+        &mut self,
+        batch: &mut LineBatch,
+        max: usize,
+        progress: &mut impl FnMut(u64),
+    ) -> io::Result<bool> {
+        batch.clear();
+        while batch.len() < max {
+            let Some((line_number, options, record)) = self.next(progress)? else {
+                break;
+            };
+            batch.push(line_number, options, record);
+        }
+        Ok(batch.len() > 0)
+    }
+}
+
+/// Consecutive records kept together in one buffer, so that a batch of events can borrow
+/// from all of them at once.
+#[derive(Default)]
+struct LineBatch {
+    bytes: Vec<u8>,
+    /// Per record: its line number, its decode options and its span in `bytes` (or why it has
+    /// none).
+    records: Vec<(
+        u64,
+        DecodeOptions,
+        Result<std::ops::Range<usize>, Malformed>,
+    )>,
+}
+
+impl LineBatch {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.records.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn push(&mut self, line_number: u64, options: DecodeOptions, record: Result<&[u8], Malformed>) {
+        let span = record.map(|bytes| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(bytes);
+            start..self.bytes.len()
+        });
+        self.records.push((line_number, options, span));
+    }
+
+    /// The records with their bytes.
+    fn records(&self) -> impl Iterator<Item = (u64, DecodeOptions, Result<&[u8], Malformed>)> {
+        self.records.iter().map(|(line_number, options, span)| {
+            let bytes = span
+                .clone()
+                .and_then(|span| self.bytes.get(span).ok_or(Malformed::Empty));
+            (*line_number, *options, bytes)
+        })
     }
 }
 
