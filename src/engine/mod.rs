@@ -459,11 +459,21 @@ impl Engine {
         for key in hashes {
             self.prefetch_entries(key);
         }
-        for (event, key) in events.clone().zip(hashes) {
-            self.prefetch_joined_key(event, key);
-        }
-        for (event, key) in events.zip(hashes) {
-            self.prefetch_joined_thread(event, key);
+        // The joined messages' records, now (being) loaded, name the threads: their keys are
+        // loaded next, then hashed to prefetch the threads (unless the first pass guessed it).
+        let joined: Vec<(&MessageRecord, KeyHash)> = events
+            .zip(hashes)
+            .filter_map(|(event, key)| {
+                let record = self.joined_record(event, key)?;
+                lru::prefetch_bytes(record.thread.as_bytes());
+                Some((record, key.join?))
+            })
+            .collect();
+        for (record, join) in joined {
+            let thread = self.hasher.hash(&record.thread);
+            if thread != join {
+                self.threads.prefetch(&thread);
+            }
         }
     }
 
@@ -486,11 +496,21 @@ impl Engine {
     fn prefetch_entries(&self, keys: &EventKeys) {
         if let Some(id) = &keys.id {
             self.message_ids.prefetch(id);
-            self.threads.prefetch(id);
         }
-        if let Some(join) = &keys.join {
-            self.message_ids.prefetch(join);
-            self.threads.prefetch(join);
+        match &keys.join {
+            // A conversation's key is most often its first message's id: the References root
+            // or the In-Reply-To itself. Its thread is prefetched on that guess; the record
+            // names the true one (see `prefetch_joined_thread`).
+            Some(join) => {
+                self.message_ids.prefetch(join);
+                self.threads.prefetch(join);
+            }
+            // Nothing to join by: the event's own id will most likely be its thread's key.
+            None => {
+                if let Some(id) = &keys.id {
+                    self.threads.prefetch(id);
+                }
+            }
         }
     }
 
@@ -500,21 +520,6 @@ impl Engine {
             return None;
         }
         self.message_ids.get(keys.join.as_ref()?)
-    }
-
-    /// Starts loading the thread key a join leads to (it is hashed next), once the joined
-    /// message's record is (being) loaded.
-    fn prefetch_joined_key(&self, event: &Event<'_>, keys: &EventKeys) {
-        if let Some(record) = self.joined_record(event, keys) {
-            lru::prefetch_bytes(record.thread.as_bytes());
-        }
-    }
-
-    /// Starts loading the thread a join leads to, once its key is (being) loaded.
-    fn prefetch_joined_thread(&self, event: &Event<'_>, keys: &EventKeys) {
-        if let Some(record) = self.joined_record(event, keys) {
-            self.threads.prefetch(&self.hasher.hash(&record.thread));
-        }
     }
 
     /// [`Engine::ingest`] with the event's key hashes already computed.
@@ -883,6 +888,11 @@ fn evict_one(threads: &mut LruMap<Thread>, stats: &mut EngineStats) -> bool {
 
 /// `text` cut to at most `max` Unicode code points.
 fn truncate_chars(text: &str, max: usize) -> &str {
+    // A code point takes at least one byte: a text of at most `max` bytes needs no count (and
+    // nearly every subject is one).
+    if text.len() <= max {
+        return text;
+    }
     match text.char_indices().nth(max) {
         Some((end, _)) => text.get(..end).unwrap_or(text),
         None => text,

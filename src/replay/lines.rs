@@ -40,7 +40,22 @@ impl<R: BufRead> LineReader<R> {
 
     /// The next record, or `None` at end of input.
     pub fn next_record(&mut self) -> io::Result<Option<Record<'_>>> {
-        self.buffer.clear();
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.clear();
+        let read = self.append_record(&mut buffer);
+        self.buffer = buffer;
+        Ok(match read? {
+            None => None,
+            Some(Appended::Line(_)) => Some(Record::Line(&self.buffer)),
+            Some(Appended::TooLarge) => Some(Record::TooLarge),
+        })
+    }
+
+    /// Reads the next record onto the end of `out` (which is left as it was when the record is
+    /// too large), or returns `None` at end of input: for a caller that keeps several records in
+    /// one buffer.
+    pub fn append_record(&mut self, out: &mut Vec<u8>) -> io::Result<Option<Appended>> {
+        let start = out.len();
         let mut too_large = false;
         let mut saw_any = false;
         loop {
@@ -61,11 +76,11 @@ impl<R: BufRead> LineReader<R> {
                 None => (available, available.len(), false),
             };
             if !too_large {
-                if self.buffer.len() + chunk.len() > self.max_len {
+                if out.len() - start + chunk.len() > self.max_len {
                     too_large = true;
-                    self.buffer.clear();
+                    out.truncate(start);
                 } else {
-                    self.buffer.extend_from_slice(chunk);
+                    out.extend_from_slice(chunk);
                 }
             }
             self.inner.consume(used);
@@ -75,11 +90,20 @@ impl<R: BufRead> LineReader<R> {
             }
         }
         Ok(Some(if too_large {
-            Record::TooLarge
+            Appended::TooLarge
         } else {
-            Record::Line(&self.buffer)
+            Appended::Line(start..out.len())
         }))
     }
+}
+
+/// One record appended by [`LineReader::append_record`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Where the line's bytes (without the `\n`) now are in the caller's buffer.
+    Line(std::ops::Range<usize>),
+    /// A line longer than the cap; its bytes were discarded.
+    TooLarge,
 }
 
 #[cfg(test)]
@@ -119,6 +143,27 @@ mod tests {
             got,
             vec![Some(b"short".to_vec()), None, Some(b"ok".to_vec())]
         );
+    }
+
+    #[test]
+    fn records_append_to_one_buffer_and_an_oversized_one_leaves_it_as_it_was() {
+        let input: &[u8] = b"one\nwaytoolongline\ntwo\n";
+        let mut reader = LineReader::new(io::BufReader::with_capacity(4, input), 6);
+        let mut buffer = b"kept".to_vec();
+        let mut got = Vec::new();
+        while let Some(appended) = reader.append_record(&mut buffer).unwrap() {
+            got.push(appended);
+        }
+        assert_eq!(
+            got,
+            vec![
+                Appended::Line(4..7),
+                Appended::TooLarge,
+                Appended::Line(7..10)
+            ]
+        );
+        assert_eq!(buffer, b"keptonetwo");
+        assert_eq!(reader.bytes_read(), input.len() as u64);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 mod lines;
 mod summary;
 
-pub use lines::{LineReader, Record};
+pub use lines::{Appended, LineReader, Record};
 pub use summary::{MalformedSample, Summary};
 
 use crate::config::InputConfig;
@@ -86,8 +86,8 @@ fn replay_json<R: BufRead, W: Write>(
     let mut alerts = Vec::new();
     let mut output_open = true;
     while output_open && records.next_batch(&mut lines, JSON_BATCH, &mut progress)? {
-        let mut events = Vec::with_capacity(lines.len());
-        let mut line_numbers = Vec::with_capacity(lines.len());
+        let mut events = Vec::with_capacity(lines.records.len());
+        let mut line_numbers = Vec::with_capacity(lines.records.len());
         for (line_number, decode_options, record) in lines.records() {
             match record.and_then(|bytes| decode_json(bytes, &decode_options)) {
                 Ok(event) => {
@@ -188,10 +188,7 @@ impl<R: BufRead> Records<R> {
         &mut self,
         progress: &mut impl FnMut(u64),
     ) -> io::Result<Option<(u64, DecodeOptions, Result<&[u8], Malformed>)>> {
-        if self.line_number % CLOCK_REFRESH_RECORDS == CLOCK_REFRESH_RECORDS - 1 {
-            self.decode_options.now = now_millis();
-            progress(self.reader.bytes_read());
-        }
+        self.refresh(progress);
         let Some(record) = self.reader.next_record()? else {
             return Ok(None);
         };
@@ -203,21 +200,39 @@ impl<R: BufRead> Records<R> {
         Ok(Some((self.line_number, self.decode_options, bytes)))
     }
 
-    /// Replaces `batch` with up to `max` next records; `false` when there were none left.
+    /// Re-reads the wall clock and reports progress every [`CLOCK_REFRESH_RECORDS`] records.
+    fn refresh(&mut self, progress: &mut impl FnMut(u64)) {
+        if self.line_number % CLOCK_REFRESH_RECORDS == CLOCK_REFRESH_RECORDS - 1 {
+            self.decode_options.now = now_millis();
+            progress(self.reader.bytes_read());
+        }
+    }
+
+    /// Replaces `batch` with up to `max` next records, read straight into its buffer; `false`
+    /// when there were none left.
     fn next_batch(
         &mut self,
         batch: &mut LineBatch,
         max: usize,
         progress: &mut impl FnMut(u64),
     ) -> io::Result<bool> {
-        batch.clear();
-        while batch.len() < max {
-            let Some((line_number, options, record)) = self.next(progress)? else {
+        batch.bytes.clear();
+        batch.records.clear();
+        while batch.records.len() < max {
+            self.refresh(progress);
+            let Some(appended) = self.reader.append_record(&mut batch.bytes)? else {
                 break;
             };
-            batch.push(line_number, options, record);
+            self.line_number += 1;
+            let span = match appended {
+                Appended::Line(span) => Ok(span),
+                Appended::TooLarge => Err(Malformed::TooLarge),
+            };
+            batch
+                .records
+                .push((self.line_number, self.decode_options, span));
         }
-        Ok(batch.len() > 0)
+        Ok(!batch.records.is_empty())
     }
 }
 
@@ -236,24 +251,6 @@ struct LineBatch {
 }
 
 impl LineBatch {
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.records.clear();
-    }
-
-    fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    fn push(&mut self, line_number: u64, options: DecodeOptions, record: Result<&[u8], Malformed>) {
-        let span = record.map(|bytes| {
-            let start = self.bytes.len();
-            self.bytes.extend_from_slice(bytes);
-            start..self.bytes.len()
-        });
-        self.records.push((line_number, options, span));
-    }
-
     /// The records with their bytes.
     fn records(&self) -> impl Iterator<Item = (u64, DecodeOptions, Result<&[u8], Malformed>)> {
         self.records.iter().map(|(line_number, options, span)| {
