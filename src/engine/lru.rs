@@ -173,6 +173,12 @@ impl<V> LruMap<V> {
         }
         self.unlink(index);
         self.free.push(index);
+        // Eviction goes on from the old end, one entry per insert once the map is full: start
+        // loading the entry after the new oldest now, so the next pops find theirs in the
+        // cache (the new oldest's own entry was just written by `unlink`).
+        if let Some(after) = self.slot(self.head).and_then(|head| self.slot(head.next)) {
+            prefetch(after);
+        }
         let value = self.slot_mut(index)?.value.take()?;
         Some((key, value))
     }
@@ -225,6 +231,14 @@ fn prefetch<T>(value: &T) {
 #[inline(always)]
 pub(super) fn prefetch_bytes(bytes: &[u8]) {
     prefetch_span(bytes.as_ptr(), bytes.len());
+}
+
+/// [`prefetch_bytes`] for a shared string together with its reference counts, which sit just
+/// before it in `Arc`'s allocation (a layout detail: were it to change, only the hint is off).
+#[inline(always)]
+pub(super) fn prefetch_shared(text: &std::sync::Arc<str>) {
+    let counts = 2 * std::mem::size_of::<usize>();
+    prefetch_span(text.as_ptr().wrapping_sub(counts), text.len() + counts);
 }
 
 #[inline(always)]

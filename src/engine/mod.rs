@@ -692,6 +692,10 @@ impl Engine {
         );
         if self.message_ids.len() > self.settings.max_message_ids.min(lru::MAX_ENTRIES - 1) {
             self.message_ids.pop_front();
+            // The next record evicted drops its share of a thread key: load the key's count.
+            if let Some((_, next)) = self.message_ids.front() {
+                lru::prefetch_shared(&next.thread);
+            }
             self.stats.message_id_evictions += 1;
         }
     }
@@ -881,6 +885,13 @@ fn evict_one(threads: &mut LruMap<Thread>, stats: &mut EngineStats) -> bool {
         }
         threads.pop_front();
         stats.thread_evictions += 1;
+        // The next thread evicted frees its key and subject: load them now.
+        if let Some((_, next)) = threads.front() {
+            lru::prefetch_shared(&next.key);
+            if let Some(subject) = next.subject.as_deref() {
+                lru::prefetch_bytes(subject.as_bytes());
+            }
+        }
         return true;
     }
     false
