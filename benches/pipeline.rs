@@ -104,6 +104,21 @@ fn benches(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // The same, in batches of 32 as replay feeds it (`Engine::ingest_batch` prefetches each
+    // batch's map entries before ingesting it).
+    group.bench_function("engine_ingest_batch", |b| {
+        b.iter_batched(
+            || Engine::from_config(&config),
+            |mut engine| {
+                let mut alerts = Vec::new();
+                for batch in events.chunks(32) {
+                    engine.ingest_batch(batch, &mut alerts, |_, _| {});
+                }
+                alerts.len()
+            },
+            BatchSize::LargeInput,
+        )
+    });
     group.throughput(Throughput::Elements(lines.len() as u64));
     group.bench_function("replay_end_to_end", |b| {
         b.iter_batched(
