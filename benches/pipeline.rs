@@ -112,7 +112,9 @@ fn benches(c: &mut Criterion) {
             |mut engine| {
                 let mut alerts = Vec::new();
                 for batch in events.chunks(32) {
-                    engine.ingest_batch(batch, &mut alerts, |_, _| {});
+                    let _ = engine.ingest_batch(batch, &mut alerts, |_, _, _| {
+                        std::ops::ControlFlow::<()>::Continue(())
+                    });
                 }
                 alerts.len()
             },

@@ -16,6 +16,7 @@
 //! optimisation pass): `STORMWATCH_BLESS=1 cargo test --test golden`, and review the diff.
 
 use std::fmt::Write as _;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use stormwatch::alert::Alert;
 use stormwatch::config::Config;
@@ -239,9 +240,19 @@ fn mixed_with_a_low_reply_all_threshold() {
     golden(5);
 }
 
-/// Every event's outcome and the alerts, ingesting `data` one event at a time, or in batches
-/// of `batch` events.
-fn ingest_all(case: &Case, data: &[u8], batch: Option<usize>) -> (Vec<Outcome>, Vec<Alert>) {
+/// What an engine decided and what it holds after ingesting a stream.
+#[derive(Debug, PartialEq)]
+struct Decided {
+    outcomes: Vec<Outcome>,
+    alerts: Vec<Alert>,
+    stats: String,
+    state: (usize, usize, usize, Option<i64>),
+    active: String,
+}
+
+/// Every event's outcome, the alerts and the engine's state after ingesting `data` one event
+/// at a time, or in batches of `batch` events.
+fn ingest_all(case: &Case, data: &[u8], batch: Option<usize>) -> Decided {
     let options = DecodeOptions {
         now: i64::MAX / 2,
         max_future_skew: 0,
@@ -262,14 +273,27 @@ fn ingest_all(case: &Case, data: &[u8], batch: Option<usize>) -> (Vec<Outcome>, 
         Some(size) => {
             for chunk in events.chunks(size) {
                 let first = outcomes.len();
-                engine.ingest_batch(chunk, &mut alerts, |index, outcome| {
+                let flow = engine.ingest_batch(chunk, &mut alerts, |index, outcome, _| {
                     assert_eq!(index, outcomes.len() - first, "outcomes in event order");
                     outcomes.push(outcome);
+                    ControlFlow::<()>::Continue(())
                 });
+                assert!(flow.is_continue());
             }
         }
     }
-    (outcomes, alerts)
+    Decided {
+        outcomes,
+        alerts,
+        stats: format!("{:?}", engine.stats()),
+        state: (
+            engine.tracked_threads(),
+            engine.remembered_message_ids(),
+            engine.remembered_subjects(),
+            engine.stream_time(),
+        ),
+        active: format!("{:?}", engine.active_storms()),
+    }
 }
 
 /// `Engine::ingest_batch` prefetches a batch's entries before ingesting it; it must decide
@@ -282,26 +306,26 @@ fn batch_ingestion_decides_as_one_by_one() {
         let data = input(case);
         let one_by_one = ingest_all(case, &data, None);
         assert!(
-            one_by_one.1.len() >= 4,
+            one_by_one.alerts.len() >= 4,
             "{}: too few alerts to compare",
             case.name
         );
         for size in [1, 7, 64] {
             let batched = ingest_all(case, &data, Some(size));
-            assert_eq!(
-                batched.0.len(),
-                one_by_one.0.len(),
-                "{} batch {size}",
-                case.name
-            );
             assert!(
-                batched.0 == one_by_one.0,
+                batched.outcomes == one_by_one.outcomes,
                 "{} batch {size}: outcomes differ",
                 case.name
             );
             assert!(
-                batched.1 == one_by_one.1,
+                batched.alerts == one_by_one.alerts,
                 "{} batch {size}: alerts differ",
+                case.name
+            );
+            assert_eq!(
+                (&batched.stats, batched.state, &batched.active),
+                (&one_by_one.stats, one_by_one.state, &one_by_one.active),
+                "{} batch {size}: state differs",
                 case.name
             );
         }

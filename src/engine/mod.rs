@@ -43,6 +43,7 @@ use lru::LruMap;
 pub use lru::ReserveError;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use thread::{Storm, Thread};
 
@@ -156,6 +157,8 @@ struct EventKeys {
     id: Option<KeyHash>,
     /// Its thread id's, else its References root's, else its In-Reply-To's.
     join: Option<KeyHash>,
+    /// Whether `join` is a thread id's (a thread key) rather than a message id's.
+    by_thread_id: bool,
 }
 
 /// `counted_at` of a message that never counted as a reply-all. Accepted timestamps are never
@@ -193,7 +196,7 @@ pub struct Engine {
     /// Reused buffers, so an event costs no allocation for its normalized subject or sender.
     normalized_subject: String,
     sender_buf: String,
-    /// Reused by [`Engine::ingest_batch`] and [`Engine::prefetch`] for events' key hashes.
+    /// Reused by [`Engine::ingest_batch`] for its events' key hashes.
     batch_hashes: Vec<EventKeys>,
     /// The caller's wall clock at the arrival of the events being ingested (service mode).
     arrival: Option<Millis>,
@@ -413,55 +416,50 @@ impl Engine {
         self.ingest_hashed(event, hashes, alerts)
     }
 
-    /// Processes `events` in order, exactly as [`Engine::ingest`] one by one would, calling
-    /// `outcome` with each event's index and outcome.
+    /// Processes `events` in order, exactly as [`Engine::ingest`] one by one would. After each
+    /// event, `after_each` is called with its index, its outcome and `alerts` (holding what it
+    /// caused, unless the caller took earlier ones out); `Break` stops the batch there, before
+    /// the next event is ingested, and is returned.
     ///
     /// Why batches: at millions of tracked threads and message ids, an event's map lookups are
     /// cache misses, and one event's lookups depend on each other, so they wait in turn. Here
-    /// the lookups of the whole batch are started first ([`Engine::prefetch`]): being
-    /// independent, they overlap, and the events then find their entries in the cache.
-    pub fn ingest_batch(
+    /// the lookups of the whole batch are started first: being independent, they overlap, and
+    /// the events then find their entries in the cache. When the maps fit in the cache there is
+    /// nothing to hide and the extra pass costs about a tenth (BENCHMARKS.md, session 4).
+    pub fn ingest_batch<B>(
         &mut self,
         events: &[Event<'_>],
         alerts: &mut Vec<Alert>,
-        mut outcome: impl FnMut(usize, Outcome),
-    ) {
+        mut after_each: impl FnMut(usize, Outcome, &mut Vec<Alert>) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
         let mut hashes = std::mem::take(&mut self.batch_hashes);
         hashes.clear();
         hashes.extend(events.iter().map(|event| self.key_hashes(event)));
-        self.prefetch_hashed(events.iter(), &hashes);
+        self.prefetch(events, &hashes);
+        let mut flow = ControlFlow::Continue(());
         for (index, (event, key)) in events.iter().zip(&hashes).enumerate() {
-            outcome(index, self.ingest_hashed(event, *key, alerts));
+            let outcome = self.ingest_hashed(event, *key, alerts);
+            flow = after_each(index, outcome, alerts);
+            if flow.is_break() {
+                break;
+            }
         }
         self.batch_hashes = hashes;
-    }
-
-    /// Starts loading the map entries that ingesting `events` will reach first, and returns:
-    /// a hint with no effect but on speed, for a caller that will ingest these events soon
-    /// but cannot hand them over as one slice (the service, whose events wait in the merge
-    /// of partitions). [`Engine::ingest_batch`] does this itself.
-    pub fn prefetch<'a, 'e: 'a>(&mut self, events: impl Iterator<Item = &'a Event<'e>> + Clone) {
-        let mut hashes = std::mem::take(&mut self.batch_hashes);
-        hashes.clear();
-        hashes.extend(events.clone().map(|event| self.key_hashes(event)));
-        self.prefetch_hashed(events, &hashes);
-        self.batch_hashes = hashes;
+        flow
     }
 
     /// The prefetch passes over a batch whose key hashes are `hashes`: each pass starts the
     /// loads of every event before any is waited for, and the next pass follows what the
     /// previous one loaded (a joined message's record, then its thread key, then the thread).
-    fn prefetch_hashed<'a, 'e: 'a>(
-        &self,
-        events: impl Iterator<Item = &'a Event<'e>> + Clone,
-        hashes: &[EventKeys],
-    ) {
+    /// Only hints: nothing here changes the maps or their recency order.
+    fn prefetch(&self, events: &[Event<'_>], hashes: &[EventKeys]) {
         for key in hashes {
             self.prefetch_entries(key);
         }
         // The joined messages' records, now (being) loaded, name the threads: their keys are
         // loaded next, then hashed to prefetch the threads (unless the first pass guessed it).
         let joined: Vec<(&MessageRecord, KeyHash)> = events
+            .iter()
             .zip(hashes)
             .filter_map(|(event, key)| {
                 let record = self.joined_record(event, key)?;
@@ -488,6 +486,7 @@ impl Engine {
         EventKeys {
             id: (!message_id.is_empty()).then(|| self.hasher.hash(message_id)),
             join: join.map(|key| self.hasher.hash(key)),
+            by_thread_id: event.thread_id.is_some(),
         }
     }
 
@@ -498,9 +497,11 @@ impl Engine {
             self.message_ids.prefetch(id);
         }
         match &keys.join {
+            // A thread id is the thread's key.
+            Some(join) if keys.by_thread_id => self.threads.prefetch(join),
             // A conversation's key is most often its first message's id: the References root
             // or the In-Reply-To itself. Its thread is prefetched on that guess; the record
-            // names the true one (see `prefetch_joined_thread`).
+            // names the true one (the last pass of `prefetch`).
             Some(join) => {
                 self.message_ids.prefetch(join);
                 self.threads.prefetch(join);

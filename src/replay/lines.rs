@@ -20,6 +20,9 @@ pub struct LineReader<R> {
     buffer: Vec<u8>,
     max_len: usize,
     bytes_read: u64,
+    /// The last record read used up the bytes the input had buffered: the next read may wait
+    /// for the input (a pipe, a terminal).
+    drained: bool,
 }
 
 impl<R: BufRead> LineReader<R> {
@@ -30,12 +33,20 @@ impl<R: BufRead> LineReader<R> {
             buffer: Vec::with_capacity(4096),
             max_len,
             bytes_read: 0,
+            drained: false,
         }
     }
 
     /// Bytes consumed so far (for progress).
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read
+    }
+
+    /// Whether the last record read used up everything the input had buffered, so that
+    /// reading another may block: a caller gathering records into a batch ends it here, so
+    /// that records from a live pipe are not held back waiting for more.
+    pub fn drained(&self) -> bool {
+        self.drained
     }
 
     /// The next record, or `None` at end of input.
@@ -83,6 +94,7 @@ impl<R: BufRead> LineReader<R> {
                     out.extend_from_slice(chunk);
                 }
             }
+            self.drained = used == available.len();
             self.inner.consume(used);
             self.bytes_read += used as u64;
             if done {

@@ -18,6 +18,7 @@ use crate::engine::{Engine, Outcome};
 use crate::event::Event;
 use crate::timefmt::{now_millis, Millis};
 use std::io::{self, BufRead, Write};
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 /// How often (in records) the wall clock for the future-timestamp check is re-read.
@@ -70,8 +71,11 @@ pub fn replay<R: BufRead, W: Write>(
     }
 }
 
-/// JSON events, decoded and fed to the engine in batches of [`JSON_BATCH`] (see
-/// [`Engine::ingest_batch`] for why), each event borrowing from the batch's lines.
+/// JSON events, decoded and fed to the engine in batches of up to [`JSON_BATCH`] (see
+/// [`Engine::ingest_batch`] for why), each event borrowing from the batch's lines. A batch ends
+/// early where the input has nothing more buffered, so a live pipe's events are not held back;
+/// alerts are written right after the event that caused them, and a closed output stops the
+/// replay there, as the one-event-at-a-time loop did.
 fn replay_json<R: BufRead, W: Write>(
     input: R,
     engine: &mut Engine,
@@ -84,30 +88,54 @@ fn replay_json<R: BufRead, W: Write>(
     let mut records = Records::new(input, options);
     let mut lines = LineBatch::default();
     let mut alerts = Vec::new();
-    let mut output_open = true;
-    while output_open && records.next_batch(&mut lines, JSON_BATCH, &mut progress)? {
+    let mut last_line = 0;
+    while records.next_batch(&mut lines, JSON_BATCH, &mut progress)? {
         let mut events = Vec::with_capacity(lines.records.len());
         let mut line_numbers = Vec::with_capacity(lines.records.len());
+        let mut malformed = Vec::new();
         for (line_number, decode_options, record) in lines.records() {
             match record.and_then(|bytes| decode_json(bytes, &decode_options)) {
                 Ok(event) => {
                     events.push(event);
                     line_numbers.push(line_number);
                 }
-                Err(reason) => summary.note_malformed(reason, line_number),
+                Err(reason) => malformed.push((line_number, reason)),
             }
         }
-        engine.ingest_batch(&events, &mut alerts, |index, outcome| {
+        // Malformed lines are noted in line order among the events, so that a replay stopped
+        // by a closed output counts exactly the lines before the stop.
+        let mut malformed = malformed.into_iter().peekable();
+        let mut note_malformed_before = |line: u64, summary: &mut Summary| {
+            while let Some((line_number, reason)) = malformed.next_if(|(l, _)| *l < line) {
+                summary.note_malformed(reason, line_number);
+            }
+        };
+        let flow = engine.ingest_batch(&events, &mut alerts, |index, outcome, alerts| {
+            let line_number = line_numbers.get(index).copied().unwrap_or(last_line);
+            note_malformed_before(line_number, &mut summary);
+            last_line = line_number;
             if outcome == Outcome::Late {
-                if let Some(&line_number) = line_numbers.get(index) {
-                    summary.note_late(line_number);
-                }
+                summary.note_late(line_number);
+            }
+            if alerts.is_empty() {
+                return ControlFlow::Continue(());
+            }
+            let written = write_alerts(output, alerts);
+            alerts.clear();
+            match written {
+                Ok(true) => ControlFlow::Continue(()),
+                Ok(false) => ControlFlow::Break(Ok(())),
+                Err(error) => ControlFlow::Break(Err(error)),
             }
         });
-        if !alerts.is_empty() {
-            output_open = write_alerts(output, &alerts)?;
-            alerts.clear();
+        if let ControlFlow::Break(stopped) = flow {
+            stopped?;
+            progress(records.reader.bytes_read());
+            summary.finish(engine, last_line, started.elapsed());
+            return Ok(summary);
         }
+        note_malformed_before(u64::MAX, &mut summary);
+        last_line = records.line_number;
     }
     progress(records.reader.bytes_read());
     summary.finish(engine, records.line_number, started.elapsed());
@@ -166,6 +194,10 @@ struct Records<R> {
     reader: LineReader<R>,
     decode_options: DecodeOptions,
     line_number: u64,
+    /// The input ended: not read again (a terminal would need a second end-of-file).
+    at_end: bool,
+    /// A read error met after the first record of a batch, returned once that batch is done.
+    deferred_error: Option<io::Error>,
 }
 
 impl<R: BufRead> Records<R> {
@@ -178,6 +210,8 @@ impl<R: BufRead> Records<R> {
                 max_record_bytes: options.max_record_bytes,
             },
             line_number: 0,
+            at_end: false,
+            deferred_error: None,
         }
     }
 
@@ -209,7 +243,9 @@ impl<R: BufRead> Records<R> {
     }
 
     /// Replaces `batch` with up to `max` next records, read straight into its buffer; `false`
-    /// when there were none left.
+    /// when there were none left. The batch ends early where the input has nothing more
+    /// buffered. A read error after the batch's first record is returned by the next call, so
+    /// the records read before it are still replayed.
     fn next_batch(
         &mut self,
         batch: &mut LineBatch,
@@ -218,10 +254,25 @@ impl<R: BufRead> Records<R> {
     ) -> io::Result<bool> {
         batch.bytes.clear();
         batch.records.clear();
-        while batch.records.len() < max {
-            self.refresh(progress);
-            let Some(appended) = self.reader.append_record(&mut batch.bytes)? else {
+        if let Some(error) = self.deferred_error.take() {
+            return Err(error);
+        }
+        while batch.records.len() < max && !self.at_end {
+            if !batch.records.is_empty() && self.reader.drained() {
                 break;
+            }
+            self.refresh(progress);
+            let appended = match self.reader.append_record(&mut batch.bytes) {
+                Ok(Some(appended)) => appended,
+                Ok(None) => {
+                    self.at_end = true;
+                    break;
+                }
+                Err(error) if batch.records.is_empty() => return Err(error),
+                Err(error) => {
+                    self.deferred_error = Some(error);
+                    break;
+                }
             };
             self.line_number += 1;
             let span = match appended {
@@ -237,7 +288,9 @@ impl<R: BufRead> Records<R> {
 }
 
 /// Consecutive records kept together in one buffer, so that a batch of events can borrow
-/// from all of them at once.
+/// from all of them at once. It holds at most [`JSON_BATCH`] records of at most
+/// `max_record_bytes` each (so 32 MiB at the 1 MiB default, and about 9 KiB for typical
+/// events), and keeps its largest size for reuse.
 #[derive(Default)]
 struct LineBatch {
     bytes: Vec<u8>,
@@ -254,6 +307,8 @@ impl LineBatch {
     /// The records with their bytes.
     fn records(&self) -> impl Iterator<Item = (u64, DecodeOptions, Result<&[u8], Malformed>)> {
         self.records.iter().map(|(line_number, options, span)| {
+            // Spans are taken from `bytes` as it is filled, so the lookup cannot miss; were
+            // it to, the record would count as empty rather than panic.
             let bytes = span
                 .clone()
                 .and_then(|span| self.bytes.get(span).ok_or(Malformed::Empty));
@@ -375,6 +430,178 @@ mod tests {
             Some(1)
         );
         assert_eq!(summary.active.len(), 1);
+    }
+
+    /// An ordinary message (no reply-all) at `minute`, on its own thread.
+    fn filler(minute: u32, n: usize) -> String {
+        format!(
+            r#"{{"timestamp": "2024-03-04T09:{minute:02}:00Z", "message_id": "f{n}", "sender": "f@x", "recipient_count": 2, "subject": "note {n}"}}"#
+        )
+    }
+
+    /// Lines 1 to `count`: fillers, with three reply-alls (a storm) at 33 to 35, malformed
+    /// lines at 40 and 65 and a late event at 50.
+    fn long_input(count: usize) -> String {
+        (1..=count)
+            .map(|n| match n {
+                33 => line(10, "m1", "a@x"),
+                34 => line(11, "m2", "b@x"),
+                35 => line(12, "m3", "c@x"),
+                40 | 65 => "{oops".into(),
+                50 => filler(0, n).replace("09:00", "07:00"),
+                _ => filler(if n < 33 { 5 } else { 12 }, n),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn line_numbers_carry_across_batches() {
+        let (out, summary) = run(&long_input(70));
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert_eq!(summary.records, 70);
+        assert_eq!(
+            summary
+                .malformed_samples(Malformed::NotJson)
+                .map(|s| s.first_lines.clone()),
+            Some(vec![40, 65])
+        );
+        assert_eq!(summary.first_late_lines, vec![50]);
+        assert_eq!(summary.counted, 3);
+    }
+
+    /// Refuses every write, as a pipe whose reader has gone does.
+    struct ClosedPipe;
+
+    impl Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_output_stops_the_replay_right_after_the_alert() {
+        let mut engine = Engine::from_config(&Config::default());
+        let input = long_input(70);
+        let summary = replay(
+            input.as_bytes(),
+            &mut engine,
+            &mut ClosedPipe,
+            &ReplayOptions::default(),
+            |_| {},
+        )
+        .unwrap();
+        // The storm starts at line 35; nothing after it is read into the counts or the engine.
+        assert_eq!(summary.records, 35);
+        assert_eq!(summary.malformed_total(), 0);
+        assert_eq!(engine.stats().counted, 3);
+        assert_eq!(engine.stats().ignored, 32);
+    }
+
+    /// Gives `data` in one read, then fails.
+    struct FailsAfter<'a> {
+        data: &'a [u8],
+    }
+
+    impl io::Read for FailsAfter<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.data.is_empty() {
+                return Err(io::Error::other("disk gone"));
+            }
+            let n = self.data.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_read_error_comes_after_the_lines_read_before_it_are_replayed() {
+        let input = format!("{}\n", long_input(36));
+        let reader = io::BufReader::new(FailsAfter {
+            data: input.as_bytes(),
+        });
+        let mut engine = Engine::from_config(&Config::default());
+        let mut out = Vec::new();
+        let result = replay(
+            reader,
+            &mut engine,
+            &mut out,
+            &ReplayOptions::default(),
+            |_| {},
+        );
+        assert_eq!(result.map(|_| ()).unwrap_err().to_string(), "disk gone");
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 1);
+        assert_eq!(engine.stats().counted, 3);
+    }
+
+    /// A pipe fed by hand: `data` in one read; the next read only once `released` is set (by
+    /// the output, when the alert came out), else an error; then the end of input, counted.
+    struct LivePipe<'a> {
+        data: &'a [u8],
+        released: std::rc::Rc<std::cell::Cell<bool>>,
+        ends: std::rc::Rc<std::cell::Cell<u32>>,
+    }
+
+    impl io::Read for LivePipe<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if !self.data.is_empty() {
+                let n = self.data.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.data[..n]);
+                self.data = &self.data[n..];
+                return Ok(n);
+            }
+            if !self.released.get() {
+                return Err(io::Error::other("read again before the alert was written"));
+            }
+            self.ends.set(self.ends.get() + 1);
+            Ok(0)
+        }
+    }
+
+    /// Marks `released` on the first write.
+    struct Watcher(std::rc::Rc<std::cell::Cell<bool>>);
+
+    impl Write for Watcher {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.set(true);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_live_pipe_gets_its_alert_before_more_input_and_the_end_is_read_once() {
+        // Three reply-alls, all the pipe holds for now: a batch must not wait for more.
+        let input = format!(
+            "{}\n{}\n{}\n",
+            line(0, "m1", "a@x"),
+            line(1, "m2", "b@x"),
+            line(2, "m3", "c@x")
+        );
+        let released = std::rc::Rc::new(std::cell::Cell::new(false));
+        let ends = std::rc::Rc::new(std::cell::Cell::new(0));
+        let reader = io::BufReader::new(LivePipe {
+            data: input.as_bytes(),
+            released: released.clone(),
+            ends: ends.clone(),
+        });
+        let mut engine = Engine::from_config(&Config::default());
+        let summary = replay(
+            reader,
+            &mut engine,
+            &mut Watcher(released),
+            &ReplayOptions::default(),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(summary.records, 3);
+        assert_eq!(ends.get(), 1, "the end of input is read once");
     }
 
     #[test]

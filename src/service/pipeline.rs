@@ -291,24 +291,6 @@ impl Detector {
                 return;
             }
         };
-        // The batch's events are about to be merged and ingested: start loading their map
-        // entries now, so that their cache misses overlap instead of coming one by one.
-        self.engine
-            .prefetch(batch.iter().filter_map(|polled| match polled {
-                Polled::Record {
-                    pending:
-                        Pending {
-                            item:
-                                Item::Record {
-                                    parsed: Parsed::Event(event),
-                                    ..
-                                },
-                            ..
-                        },
-                    ..
-                } => Some(event),
-                _ => None,
-            }));
         let now = now_millis();
         for polled in batch.drain(..) {
             match polled {
