@@ -377,17 +377,19 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    /// Replays `input` into `output` with the default configuration.
+    fn replay_into(
+        input: impl BufRead,
+        engine: &mut Engine,
+        output: &mut impl Write,
+    ) -> io::Result<Summary> {
+        replay(input, engine, output, &ReplayOptions::default(), |_| {})
+    }
+
     fn run(input: &str) -> (String, Summary) {
         let mut engine = Engine::from_config(&Config::default());
         let mut out = Vec::new();
-        let summary = replay(
-            input.as_bytes(),
-            &mut engine,
-            &mut out,
-            &ReplayOptions::default(),
-            |_| {},
-        )
-        .unwrap();
+        let summary = replay_into(input.as_bytes(), &mut engine, &mut out).unwrap();
         (String::from_utf8(out).unwrap(), summary)
     }
 
@@ -486,14 +488,7 @@ mod tests {
     fn a_closed_output_stops_the_replay_right_after_the_alert() {
         let mut engine = Engine::from_config(&Config::default());
         let input = long_input(70);
-        let summary = replay(
-            input.as_bytes(),
-            &mut engine,
-            &mut ClosedPipe,
-            &ReplayOptions::default(),
-            |_| {},
-        )
-        .unwrap();
+        let summary = replay_into(input.as_bytes(), &mut engine, &mut ClosedPipe).unwrap();
         // The storm starts at line 35; nothing after it is read into the counts or the engine.
         assert_eq!(summary.records, 35);
         assert_eq!(summary.malformed_total(), 0);
@@ -526,13 +521,7 @@ mod tests {
         });
         let mut engine = Engine::from_config(&Config::default());
         let mut out = Vec::new();
-        let result = replay(
-            reader,
-            &mut engine,
-            &mut out,
-            &ReplayOptions::default(),
-            |_| {},
-        );
+        let result = replay_into(reader, &mut engine, &mut out);
         assert_eq!(result.map(|_| ()).unwrap_err().to_string(), "disk gone");
         assert_eq!(String::from_utf8(out).unwrap().lines().count(), 1);
         assert_eq!(engine.stats().counted, 3);
@@ -592,14 +581,7 @@ mod tests {
             ends: ends.clone(),
         });
         let mut engine = Engine::from_config(&Config::default());
-        let summary = replay(
-            reader,
-            &mut engine,
-            &mut Watcher(released),
-            &ReplayOptions::default(),
-            |_| {},
-        )
-        .unwrap();
+        let summary = replay_into(reader, &mut engine, &mut Watcher(released)).unwrap();
         assert_eq!(summary.records, 3);
         assert_eq!(ends.get(), 1, "the end of input is read once");
     }
