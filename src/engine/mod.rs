@@ -151,7 +151,7 @@ struct MessageRecord {
 }
 
 /// The hashes an event is looked up by, computed once per event.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct EventKeys {
     /// Its message id's, when it has one.
     id: Option<KeyHash>,
@@ -425,7 +425,7 @@ impl Engine {
     /// cache misses, and one event's lookups depend on each other, so they wait in turn. Here
     /// the lookups of the whole batch are started first: being independent, they overlap, and
     /// the events then find their entries in the cache. When the maps fit in the cache there is
-    /// nothing to hide and the extra pass costs about a tenth (BENCHMARKS.md, session 4).
+    /// nothing to hide, and the extra passes cost about 14% (BENCHMARKS.md, session 4).
     pub fn ingest_batch<B>(
         &mut self,
         events: &[Event<'_>],
@@ -448,10 +448,11 @@ impl Engine {
         flow
     }
 
-    /// The prefetch passes over a batch whose key hashes are `hashes`: each pass starts the
-    /// loads of every event before any is waited for, and the next pass follows what the
-    /// previous one loaded (a joined message's record, then its thread key, then the thread).
-    /// Only hints: nothing here changes the maps or their recency order.
+    /// The prefetch passes over a batch whose key hashes are `hashes`. Each pass goes over
+    /// the whole batch before the next starts, so the loads it starts for different events
+    /// overlap; the next pass follows what the previous one loaded (a joined message's record,
+    /// then its thread key, then the thread). Only hints: nothing here changes the maps or
+    /// their recency order.
     fn prefetch(&self, events: &[Event<'_>], hashes: &[EventKeys]) {
         for key in hashes {
             self.prefetch_entries(key);

@@ -88,7 +88,8 @@ fn replay_json<R: BufRead, W: Write>(
     let mut records = Records::new(input, options);
     let mut lines = LineBatch::default();
     let mut alerts = Vec::new();
-    let mut last_line = 0;
+    // The line of the event whose alert found the output closed, where the replay stops.
+    let mut stopped_at = None;
     while records.next_batch(&mut lines, JSON_BATCH, &mut progress)? {
         let mut events = Vec::with_capacity(lines.records.len());
         let mut line_numbers = Vec::with_capacity(lines.records.len());
@@ -111,9 +112,9 @@ fn replay_json<R: BufRead, W: Write>(
             }
         };
         let flow = engine.ingest_batch(&events, &mut alerts, |index, outcome, alerts| {
-            let line_number = line_numbers.get(index).copied().unwrap_or(last_line);
+            // `index` is an index into `events`, which `line_numbers` matches one for one.
+            let line_number = line_numbers.get(index).copied().unwrap_or_default();
             note_malformed_before(line_number, &mut summary);
-            last_line = line_number;
             if outcome == Outcome::Late {
                 summary.note_late(line_number);
             }
@@ -124,21 +125,19 @@ fn replay_json<R: BufRead, W: Write>(
             alerts.clear();
             match written {
                 Ok(true) => ControlFlow::Continue(()),
-                Ok(false) => ControlFlow::Break(Ok(())),
+                Ok(false) => ControlFlow::Break(Ok(line_number)),
                 Err(error) => ControlFlow::Break(Err(error)),
             }
         });
         if let ControlFlow::Break(stopped) = flow {
-            stopped?;
-            progress(records.reader.bytes_read());
-            summary.finish(engine, last_line, started.elapsed());
-            return Ok(summary);
+            stopped_at = Some(stopped?);
+            break;
         }
         note_malformed_before(u64::MAX, &mut summary);
-        last_line = records.line_number;
     }
     progress(records.reader.bytes_read());
-    summary.finish(engine, records.line_number, started.elapsed());
+    let lines_read = stopped_at.unwrap_or(records.line_number);
+    summary.finish(engine, lines_read, started.elapsed());
     Ok(summary)
 }
 
