@@ -435,7 +435,7 @@ impl Engine {
         let mut hashes = std::mem::take(&mut self.batch_hashes);
         hashes.clear();
         hashes.extend(events.iter().map(|event| self.key_hashes(event)));
-        self.prefetch(events, &hashes);
+        self.prefetch(&hashes);
         let mut flow = ControlFlow::Continue(());
         for (index, (event, key)) in events.iter().zip(&hashes).enumerate() {
             let outcome = self.ingest_hashed(event, *key, alerts);
@@ -453,17 +453,16 @@ impl Engine {
     /// overlap; the next pass follows what the previous one loaded (a joined message's record,
     /// then its thread key, then the thread). Only hints: nothing here changes the maps or
     /// their recency order.
-    fn prefetch(&self, events: &[Event<'_>], hashes: &[EventKeys]) {
+    fn prefetch(&self, hashes: &[EventKeys]) {
         for key in hashes {
             self.prefetch_entries(key);
         }
         // The joined messages' records, now (being) loaded, name the threads: their keys are
         // loaded next, then hashed to prefetch the threads (unless the first pass guessed it).
-        let joined: Vec<(&MessageRecord, KeyHash)> = events
+        let joined: Vec<(&MessageRecord, KeyHash)> = hashes
             .iter()
-            .zip(hashes)
-            .filter_map(|(event, key)| {
-                let record = self.joined_record(event, key)?;
+            .filter_map(|key| {
+                let record = self.joined_record(key)?;
                 lru::prefetch_bytes(record.thread.as_bytes());
                 Some((record, key.join?))
             })
@@ -517,8 +516,8 @@ impl Engine {
     }
 
     /// The record a References / In-Reply-To join reaches, if one is remembered.
-    fn joined_record(&self, event: &Event<'_>, keys: &EventKeys) -> Option<&MessageRecord> {
-        if event.thread_id.is_some() {
+    fn joined_record(&self, keys: &EventKeys) -> Option<&MessageRecord> {
+        if keys.by_thread_id {
             return None;
         }
         self.message_ids.get(keys.join.as_ref()?)
