@@ -1063,6 +1063,7 @@ fn latency(settings: &Settings, templates: Arc<Vec<Template>>) -> serde_json::Va
 }
 
 fn main() {
+    stormwatch::allocator::keep_freed_memory();
     if let Ok(filter) = std::env::var("KAFKA_PATH_LOG") {
         // The service's own logs, for diagnosis (e.g. `KAFKA_PATH_LOG=info`).
         tracing_subscriber::fmt()

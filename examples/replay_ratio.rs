@@ -65,6 +65,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 }
 
 fn main() -> anyhow::Result<()> {
+    stormwatch::allocator::keep_freed_memory();
     let mut args = std::env::args().skip(1);
     let path = args
         .next()

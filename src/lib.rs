@@ -28,8 +28,10 @@
 //! - [`generate`]: deterministic synthetic event streams (`stormwatch generate`).
 //! - [`metrics`]: the Prometheus registry of the service.
 //! - [`timefmt`]: millisecond timestamps to and from RFC 3339.
+//! - [`allocator`]: the settings of the binary's allocator.
 
 pub mod alert;
+pub mod allocator;
 pub mod config;
 pub mod decode;
 pub mod demo;

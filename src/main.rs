@@ -11,5 +11,6 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    stormwatch::allocator::keep_freed_memory();
     cli::main()
 }
