@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use stormwatch::alert::Alert;
 use stormwatch::config::Config;
 use stormwatch::decode::{decode_json, DecodeOptions, DEFAULT_MAX_RECORD_BYTES};
-use stormwatch::engine::{Engine, Outcome};
+use stormwatch::engine::{Engine, Outcome, PrefetchedBatch};
 use stormwatch::event::Event;
 use stormwatch::generate::{generate, GenerateOptions, Scenario};
 use stormwatch::replay::{replay, ReplayOptions};
@@ -250,9 +250,20 @@ struct Decided {
     active: String,
 }
 
-/// Every event's outcome, the alerts and the engine's state after ingesting `data` one event
-/// at a time, or in batches of `batch` events.
-fn ingest_all(case: &Case, data: &[u8], batch: Option<usize>) -> Decided {
+/// How [`ingest_all`] hands the events to the engine.
+#[derive(Debug, Clone, Copy)]
+enum Ingestion {
+    OneByOne,
+    /// `Engine::ingest_batch`, in batches of this many events.
+    Batch(usize),
+    /// `Engine::prefetch_batch`, then `Engine::ingest_prefetched` for each event, in batches of
+    /// this many (as the service does).
+    Prefetched(usize),
+}
+
+/// Every event's outcome, the alerts and the engine's state after ingesting `data` the
+/// `ingestion` way.
+fn ingest_all(case: &Case, data: &[u8], ingestion: Ingestion) -> Decided {
     let options = DecodeOptions {
         now: i64::MAX / 2,
         max_future_skew: 0,
@@ -264,13 +275,22 @@ fn ingest_all(case: &Case, data: &[u8], batch: Option<usize>) -> Decided {
         .collect();
     let mut engine = Engine::from_config(&(case.config)());
     let (mut outcomes, mut alerts) = (Vec::new(), Vec::new());
-    match batch {
-        None => {
+    match ingestion {
+        Ingestion::OneByOne => {
             for event in &events {
                 outcomes.push(engine.ingest(event, &mut alerts));
             }
         }
-        Some(size) => {
+        Ingestion::Prefetched(size) => {
+            let mut batch = PrefetchedBatch::default();
+            for chunk in events.chunks(size) {
+                engine.prefetch_batch(chunk, &mut batch);
+                for event in chunk {
+                    outcomes.push(engine.ingest_prefetched(event, &mut batch, &mut alerts));
+                }
+            }
+        }
+        Ingestion::Batch(size) => {
             for chunk in events.chunks(size) {
                 let first = outcomes.len();
                 let flow = engine.ingest_batch(chunk, &mut alerts, |index, outcome, _| {
@@ -296,38 +316,40 @@ fn ingest_all(case: &Case, data: &[u8], batch: Option<usize>) -> Decided {
     }
 }
 
-/// `Engine::ingest_batch` prefetches a batch's entries before ingesting it; it must decide
-/// exactly what ingesting the events one by one decides, whatever the batch size, including
-/// when events of one batch evict, create and join each other's threads (the tight and
-/// sensitive cases).
+/// `Engine::ingest_batch` (and `prefetch_batch` with `ingest_prefetched`) prefetch a batch's
+/// entries before ingesting it; they must decide exactly what ingesting the events one by one
+/// decides, whatever the batch size, including when events of one batch evict, create and join
+/// each other's threads (the tight and sensitive cases).
 #[test]
 fn batch_ingestion_decides_as_one_by_one() {
     for case in CASES.iter().filter(|case| case.name.starts_with("mixed-")) {
         let data = input(case);
-        let one_by_one = ingest_all(case, &data, None);
+        let one_by_one = ingest_all(case, &data, Ingestion::OneByOne);
         assert!(
             one_by_one.alerts.len() >= 4,
             "{}: too few alerts to compare",
             case.name
         );
         for size in [1, 7, 64] {
-            let batched = ingest_all(case, &data, Some(size));
-            assert!(
-                batched.outcomes == one_by_one.outcomes,
-                "{} batch {size}: outcomes differ",
-                case.name
-            );
-            assert!(
-                batched.alerts == one_by_one.alerts,
-                "{} batch {size}: alerts differ",
-                case.name
-            );
-            assert_eq!(
-                (&batched.stats, batched.state, &batched.active),
-                (&one_by_one.stats, one_by_one.state, &one_by_one.active),
-                "{} batch {size}: state differs",
-                case.name
-            );
+            for ingestion in [Ingestion::Batch(size), Ingestion::Prefetched(size)] {
+                let batched = ingest_all(case, &data, ingestion);
+                assert!(
+                    batched.outcomes == one_by_one.outcomes,
+                    "{} {ingestion:?}: outcomes differ",
+                    case.name
+                );
+                assert!(
+                    batched.alerts == one_by_one.alerts,
+                    "{} {ingestion:?}: alerts differ",
+                    case.name
+                );
+                assert_eq!(
+                    (&batched.stats, batched.state, &batched.active),
+                    (&one_by_one.stats, one_by_one.state, &one_by_one.active),
+                    "{} {ingestion:?}: state differs",
+                    case.name
+                );
+            }
         }
     }
 }

@@ -151,7 +151,7 @@ struct MessageRecord {
 }
 
 /// The hashes an event is looked up by, computed once per event.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct EventKeys {
     /// Its message id's, when it has one.
     id: Option<KeyHash>,
@@ -159,6 +159,17 @@ struct EventKeys {
     join: Option<KeyHash>,
     /// Whether `join` is a thread id's (a thread key) rather than a message id's.
     by_thread_id: bool,
+}
+
+/// The key hashes of a batch of events whose lookups [`Engine::prefetch_batch`] started. Each
+/// event is handed back, in the same order, to [`Engine::ingest_prefetched`], which takes its
+/// hashes from here instead of computing them again. Kept by the caller and reused from batch
+/// to batch, so a batch costs no allocation.
+#[derive(Debug, Default)]
+pub struct PrefetchedBatch {
+    keys: Vec<EventKeys>,
+    /// The next event's index in `keys`.
+    next: usize,
 }
 
 /// `counted_at` of a message that never counted as a reply-all. Accepted timestamps are never
@@ -197,7 +208,7 @@ pub struct Engine {
     normalized_subject: String,
     sender_buf: String,
     /// Reused by [`Engine::ingest_batch`] for its events' key hashes.
-    batch_hashes: Vec<EventKeys>,
+    batch: PrefetchedBatch,
     /// The caller's wall clock at the arrival of the events being ingested (service mode).
     arrival: Option<Millis>,
 }
@@ -218,7 +229,7 @@ impl Engine {
             stats: EngineStats::default(),
             normalized_subject: String::new(),
             sender_buf: String::new(),
-            batch_hashes: Vec::new(),
+            batch: PrefetchedBatch::default(),
             arrival: None,
         }
     }
@@ -432,20 +443,60 @@ impl Engine {
         alerts: &mut Vec<Alert>,
         mut after_each: impl FnMut(usize, Outcome, &mut Vec<Alert>) -> ControlFlow<B>,
     ) -> ControlFlow<B> {
-        let mut hashes = std::mem::take(&mut self.batch_hashes);
-        hashes.clear();
-        hashes.extend(events.iter().map(|event| self.key_hashes(event)));
-        self.prefetch(&hashes);
+        let mut batch = std::mem::take(&mut self.batch);
+        self.prefetch_batch(events, &mut batch);
         let mut flow = ControlFlow::Continue(());
-        for (index, (event, key)) in events.iter().zip(&hashes).enumerate() {
-            let outcome = self.ingest_hashed(event, *key, alerts);
+        for (index, event) in events.iter().enumerate() {
+            let outcome = self.ingest_prefetched(event, &mut batch, alerts);
             flow = after_each(index, outcome, alerts);
             if flow.is_break() {
                 break;
             }
         }
-        self.batch_hashes = hashes;
+        self.batch = batch;
         flow
+    }
+
+    /// Starts the map lookups of `events`, a batch about to be ingested in this order with
+    /// [`Engine::ingest_prefetched`], and keeps their key hashes in `batch` for it (replacing
+    /// what it held). For callers that cannot hand [`Engine::ingest_batch`] a slice of events,
+    /// or must act on the engine between two events (the service adopts announced storm starts).
+    /// Only hints: the maps and their recency order do not change.
+    pub fn prefetch_batch<'a, 'e: 'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a Event<'e>>,
+        batch: &mut PrefetchedBatch,
+    ) {
+        batch.keys.clear();
+        batch.next = 0;
+        batch
+            .keys
+            .extend(events.into_iter().map(|event| self.key_hashes(event)));
+        self.prefetch(&batch.keys);
+    }
+
+    /// [`Engine::ingest`] for the next event of a batch given to [`Engine::prefetch_batch`]:
+    /// the same decision, without hashing the event's keys again. An event beyond the batch is
+    /// simply hashed.
+    pub fn ingest_prefetched(
+        &mut self,
+        event: &Event<'_>,
+        batch: &mut PrefetchedBatch,
+        alerts: &mut Vec<Alert>,
+    ) -> Outcome {
+        let keys = match batch.keys.get(batch.next) {
+            Some(keys) => {
+                batch.next += 1;
+                *keys
+            }
+            None => self.key_hashes(event),
+        };
+        debug_assert_eq!(
+            keys,
+            self.key_hashes(event),
+            "events handed back out of their batch's order"
+        );
+        self.ingest_hashed(event, keys, alerts)
     }
 
     /// The prefetch passes over a batch whose key hashes are `hashes`. Each pass goes over

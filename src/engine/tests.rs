@@ -1142,3 +1142,56 @@ fn thread_key_of_derives_without_applying() {
         "nothing was recorded"
     );
 }
+
+// ---- prefetched batches ------------------------------------------------------------------
+
+#[test]
+fn an_event_beyond_its_prefetched_batch_is_hashed_and_decided_as_usual() {
+    let events: Vec<Event<'static>> = (0..12)
+        .map(|i| {
+            reply_all(
+                f64::from(i),
+                &format!("<r{i}@x>"),
+                &format!("s{i}@x"),
+                5000,
+                "T",
+            )
+        })
+        .collect();
+    let mut expected = Run::new();
+    expected.feed(events.clone());
+
+    let mut run = Run::new();
+    let mut batch = PrefetchedBatch::default();
+    // A batch of four whose caller ingests six before the next one: the last two are hashed.
+    for chunk in events.chunks(6) {
+        run.engine.prefetch_batch(&chunk[..4], &mut batch);
+        for event in chunk {
+            let outcome = run
+                .engine
+                .ingest_prefetched(event, &mut batch, &mut run.alerts);
+            run.outcomes.push(outcome);
+        }
+    }
+    assert_eq!(run.outcomes, expected.outcomes);
+    assert_eq!(run.alerts, expected.alerts);
+    assert!(
+        run.kinds()
+            .iter()
+            .any(|(kind, key, ..)| *kind == AlertKind::StormStarted && *key == "T"),
+        "the events make a storm: {:?}",
+        run.kinds()
+    );
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "out of their batch's order")]
+fn events_handed_back_out_of_order_are_caught_in_debug_builds() {
+    let first = reply_all(0.0, "<a@x>", "a@x", 5000, "T");
+    let second = reply_all(1.0, "<b@x>", "b@x", 5000, "T");
+    let mut engine = Engine::from_config(&Config::default());
+    let mut batch = PrefetchedBatch::default();
+    engine.prefetch_batch([&first, &second], &mut batch);
+    engine.ingest_prefetched(&second, &mut batch, &mut Vec::new());
+}
