@@ -176,6 +176,16 @@ pub struct PrefetchedBatch {
 /// this small (the decoder refuses negative ones).
 const NEVER_COUNTED: Millis = Millis::MIN;
 
+/// What an event joins its conversation by: its thread id, else its References root, else its
+/// In-Reply-To (contract section 2).
+fn join_key<'a>(event: &'a Event<'_>) -> Option<&'a str> {
+    event
+        .thread_id
+        .as_deref()
+        .or(event.references_root.as_deref())
+        .or(event.in_reply_to.as_deref())
+}
+
 /// A pending storm end: (deadline, thread, storm epoch). Entries whose epoch no longer matches
 /// the thread's storm are stale and skipped.
 type Deadline = Reverse<(Millis, Arc<str>, u64)>;
@@ -462,16 +472,25 @@ impl Engine {
     /// what it held). For callers that cannot hand [`Engine::ingest_batch`] a slice of events,
     /// or must act on the engine between two events (the service adopts announced storm starts).
     /// Only hints: the maps and their recency order do not change.
-    pub fn prefetch_batch<'a, 'e: 'a>(
-        &self,
-        events: impl IntoIterator<Item = &'a Event<'e>>,
-        batch: &mut PrefetchedBatch,
-    ) {
+    pub fn prefetch_batch<'a, 'e: 'a, I>(&self, events: I, batch: &mut PrefetchedBatch)
+    where
+        I: IntoIterator<Item = &'a Event<'e>>,
+        I::IntoIter: Clone,
+    {
+        let events = events.into_iter();
+        // The strings to hash first: in the service another thread decoded them, so they are
+        // in that core's cache, and each event's first read would wait for them in turn.
+        for event in events.clone() {
+            lru::prefetch_bytes(event.message_id.as_bytes());
+            if let Some(join) = join_key(event) {
+                lru::prefetch_bytes(join.as_bytes());
+            }
+        }
         batch.keys.clear();
         batch.next = 0;
         batch
             .keys
-            .extend(events.into_iter().map(|event| self.key_hashes(event)));
+            .extend(events.map(|event| self.key_hashes(event)));
         self.prefetch(&batch.keys);
     }
 
@@ -529,11 +548,7 @@ impl Engine {
     /// The hashes of the keys an event is looked up by.
     fn key_hashes(&self, event: &Event<'_>) -> EventKeys {
         let message_id: &str = &event.message_id;
-        let join = event
-            .thread_id
-            .as_deref()
-            .or(event.references_root.as_deref())
-            .or(event.in_reply_to.as_deref());
+        let join = join_key(event);
         EventKeys {
             id: (!message_id.is_empty()).then(|| self.hasher.hash(message_id)),
             join: join.map(|key| self.hasher.hash(key)),
