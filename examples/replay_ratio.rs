@@ -4,6 +4,11 @@
 //! pass and the ratio of the medians. Alternating in one process is what makes the ratio hold on
 //! a shared machine where absolute times drift from minute to minute.
 //!
+//! It also gives the ratio over the file's second half alone (by bytes). Early in a file the
+//! engine's maps are still growing towards their caps (rehashing, first touches of fresh
+//! memory); a service runs at its caps. On a file long enough for the maps to be full by its
+//! middle (10M `mixed` events), the second half's ratio is the steady state's.
+//!
 //! `cargo run --release --example replay_ratio -- FILE [ROUNDS]` (default 3 rounds). Uses the
 //! same allocator as the `stormwatch` binary (mimalloc).
 
@@ -21,8 +26,47 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The input buffer size: as `stormwatch replay` uses.
 const READ_BUFFER: usize = 1 << 18;
 
-fn decode_only(path: &str) -> anyhow::Result<(u64, Duration)> {
-    let started = Instant::now();
+/// A pass's records, its time, and its time from the file's middle byte on.
+struct Pass {
+    records: u64,
+    total: Duration,
+    second_half: Duration,
+}
+
+/// Notes when a pass has read half of the file.
+struct Midpoint {
+    middle_byte: u64,
+    started: Instant,
+    reached: Option<Instant>,
+}
+
+impl Midpoint {
+    fn new(path: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            middle_byte: std::fs::metadata(path)?.len() / 2,
+            started: Instant::now(),
+            reached: None,
+        })
+    }
+
+    fn bytes_read(&mut self, bytes: u64) {
+        if self.reached.is_none() && bytes >= self.middle_byte {
+            self.reached = Some(Instant::now());
+        }
+    }
+
+    fn finish(self, records: u64) -> Pass {
+        let ended = Instant::now();
+        Pass {
+            records,
+            total: ended - self.started,
+            second_half: ended - self.reached.unwrap_or(ended),
+        }
+    }
+}
+
+fn decode_only(path: &str) -> anyhow::Result<Pass> {
+    let mut midpoint = Midpoint::new(path)?;
     let input = BufReader::with_capacity(READ_BUFFER, File::open(path)?);
     let mut reader = LineReader::new(input, DEFAULT_MAX_RECORD_BYTES);
     let options = DecodeOptions {
@@ -37,13 +81,17 @@ fn decode_only(path: &str) -> anyhow::Result<(u64, Duration)> {
         if let Record::Line(line) = record {
             ok += u64::from(decode_json(line, &options).is_ok());
         }
+        // As often as replay reports its progress.
+        if records.is_multiple_of(4096) {
+            midpoint.bytes_read(reader.bytes_read());
+        }
     }
     std::hint::black_box(ok);
-    Ok((records, started.elapsed()))
+    Ok(midpoint.finish(records))
 }
 
-fn full_replay(path: &str) -> anyhow::Result<(u64, Duration)> {
-    let started = Instant::now();
+fn full_replay(path: &str) -> anyhow::Result<Pass> {
+    let mut midpoint = Midpoint::new(path)?;
     let input = BufReader::with_capacity(READ_BUFFER, File::open(path)?);
     let mut engine = Engine::from_config(&Config::default());
     let mut sink = std::io::sink();
@@ -52,11 +100,15 @@ fn full_replay(path: &str) -> anyhow::Result<(u64, Duration)> {
         &mut engine,
         &mut sink,
         &ReplayOptions::default(),
-        |_| {},
+        |bytes| midpoint.bytes_read(bytes),
     )?;
-    let elapsed = started.elapsed();
+    let pass = midpoint.finish(summary.records);
     drop(engine);
-    Ok((summary.records, elapsed))
+    Ok(pass)
+}
+
+fn ratio(numerator: Duration, denominator: Duration) -> f64 {
+    numerator.as_secs_f64() / denominator.as_secs_f64()
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -71,28 +123,44 @@ fn main() -> anyhow::Result<()> {
         .next()
         .ok_or_else(|| anyhow::anyhow!("usage: replay_ratio FILE [ROUNDS]"))?;
     let rounds: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(3);
-    let (mut decode_times, mut replay_times) = (Vec::new(), Vec::new());
+    let (mut decode_passes, mut replay_passes) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let (records, decode) = decode_only(&path)?;
-        let (_, replayed) = full_replay(&path)?;
+        let decode = decode_only(&path)?;
+        let replayed = full_replay(&path)?;
+        let records = decode.records;
         let rate = |d: Duration| records as f64 / d.as_secs_f64();
         println!(
-            "round {round}: {records} records; decode-only {:.2} s ({:.0}/s); replay {:.2} s ({:.0}/s); ratio {:.2}",
-            decode.as_secs_f64(),
-            rate(decode),
-            replayed.as_secs_f64(),
-            rate(replayed),
-            replayed.as_secs_f64() / decode.as_secs_f64()
+            "round {round}: {records} records; decode-only {:.2} s ({:.0}/s); replay {:.2} s ({:.0}/s); ratio {:.2}; second half {:.2} s / {:.2} s, ratio {:.2}",
+            decode.total.as_secs_f64(),
+            rate(decode.total),
+            replayed.total.as_secs_f64(),
+            rate(replayed.total),
+            ratio(replayed.total, decode.total),
+            decode.second_half.as_secs_f64(),
+            replayed.second_half.as_secs_f64(),
+            ratio(replayed.second_half, decode.second_half),
         );
-        decode_times.push(decode);
-        replay_times.push(replayed);
+        decode_passes.push(decode);
+        replay_passes.push(replayed);
     }
-    let (decode, replayed) = (median(decode_times), median(replay_times));
+    let medians =
+        |passes: &[Pass], part: fn(&Pass) -> Duration| median(passes.iter().map(part).collect());
+    let (decode, replayed) = (
+        medians(&decode_passes, |p| p.total),
+        medians(&replay_passes, |p| p.total),
+    );
+    let (decode_half, replayed_half) = (
+        medians(&decode_passes, |p| p.second_half),
+        medians(&replay_passes, |p| p.second_half),
+    );
     println!(
-        "median: decode-only {:.2} s, replay {:.2} s, replay / decode-only {:.2}",
+        "median: decode-only {:.2} s, replay {:.2} s, replay / decode-only {:.2}; second half: decode-only {:.2} s, replay {:.2} s, replay / decode-only {:.2}",
         decode.as_secs_f64(),
         replayed.as_secs_f64(),
-        replayed.as_secs_f64() / decode.as_secs_f64()
+        ratio(replayed, decode),
+        decode_half.as_secs_f64(),
+        replayed_half.as_secs_f64(),
+        ratio(replayed_half, decode_half),
     );
     Ok(())
 }

@@ -9,17 +9,18 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 ///
 /// Why: by default mimalloc returns freed memory to the OS a second after the free. While the
 /// engine's maps grow towards their caps, each growth frees the old table and slab, the memory
-/// goes back to the OS, and the next growth faults it in again: the kernel zeroed every page
-/// anew, about 4,600 page faults and 1.5 to 2.5 s of system time in a replay of 5M events
-/// against about 700 faults and 0.9 s kept (BENCHMARKS.md, session 5). Memory is still bounded:
-/// what is kept is reused, so the resident size stays at its peak, and the peak is bounded by
-/// the `limits` caps.
+/// goes back to the OS, and the next growth faults it in again, the kernel zeroing every page
+/// anew. A replay of 5M events took 3,300 to 4,900 page faults, against about 660 with freed
+/// memory kept, and ran 8% faster kept (BENCHMARKS.md, session 5). Memory is still bounded:
+/// what is kept is reused, so the resident size stays at its peak, and the `limits` caps bound
+/// the peak. (The service reserves its maps at start and hardly frees any.)
 ///
-/// Call it first thing in `main`, before the process has allocated much.
+/// Call it first thing in `main`, before other threads start.
 pub fn keep_freed_memory() {
-    // SAFETY: `mi_option_set` writes one of mimalloc's option cells; any value is valid for
-    // this option (-1 means never purge). It is not thread-safe, and is called while the
-    // process has one thread.
+    // SAFETY: `mi_option_set` stores a value in one of mimalloc's option cells, and any value
+    // is valid for this option (-1: never purge). mimalloc reads the cell unsynchronized, so
+    // it is set before other threads start (or, in the unit test, in a process whose allocator
+    // is not mimalloc).
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
 
