@@ -178,8 +178,16 @@ impl<V> LruMap<V> {
         // Eviction goes on from the old end, one entry per insert once the map is full: start
         // loading the entry after the new oldest now, so the next pops find theirs in the
         // cache (the new oldest's own entry was just written by `unlink`).
-        if let Some(after) = self.slot(self.head).and_then(|head| self.slot(head.next)) {
-            prefetch(after);
+        if let Some(head) = self.slot(self.head) {
+            if let Some(after) = self.slot(head.next) {
+                prefetch(after);
+            }
+            // And the new oldest's place in the table, which its own pop will probe: this
+            // probe loads the table's control bytes early (hashbrown gives no address to
+            // prefetch them), without waiting on the bucket, which it prefetches.
+            if let Some(bucket) = self.table.find(head.key.table_hash(), |_| true) {
+                prefetch(bucket);
+            }
         }
         let value = self.slot_mut(index)?.value.take()?;
         Some((key, value))
