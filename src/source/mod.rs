@@ -35,15 +35,33 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     config
 }
 
+/// librdkafka settings stormwatch changes from librdkafka's defaults; `kafka.properties` may
+/// set them otherwise.
+///
+/// - `auto.offset.reset`: a new consumer group starts from the oldest record kept, so a first
+///   start does not skip a storm already under way.
+/// - `statistics.interval.ms`: the statistics feed the consumer-lag metric.
+/// - `fetch.queue.backoff.ms`: librdkafka stops fetching when its local queue holds
+///   `queued.min.messages` (100,000 by default), and only looks again after this backoff,
+///   1 s by default. At 300,000 events/s that threshold is a third of a second of records: a
+///   short pause of the detection thread filled it, the consumer then idled for the rest of
+///   the second, and throughput fell to about 100,000 events/s a second, far below what the
+///   service keeps up with (BENCHMARKS.md, session 6). Looking again after 20 ms costs only a
+///   timer (no fetch is sent while the queue is full) and keeps records flowing.
+const DEFAULT_CONSUMER_PROPERTIES: [(&str, &str); 3] = [
+    ("auto.offset.reset", "earliest"),
+    ("statistics.interval.ms", "5000"),
+    ("fetch.queue.backoff.ms", "20"),
+];
+
 /// The consumer's configuration.
 pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = client_config(kafka);
     config.set("group.id", &kafka.group_id);
-    if !kafka.properties.contains_key("auto.offset.reset") {
-        config.set("auto.offset.reset", "earliest");
-    }
-    if !kafka.properties.contains_key("statistics.interval.ms") {
-        config.set("statistics.interval.ms", "5000");
+    for (key, value) in DEFAULT_CONSUMER_PROPERTIES {
+        if !kafka.properties.contains_key(key) {
+            config.set(key, value);
+        }
     }
     for (key, value) in FIXED_CONSUMER_PROPERTIES {
         config.set(key, value);
@@ -178,5 +196,41 @@ impl ConsumerContext for SourceContext {
             }
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka_with(properties: &[(&str, &str)]) -> KafkaConfig {
+        let mut kafka = KafkaConfig::default();
+        for (key, value) in properties {
+            kafka.properties.insert((*key).into(), (*value).into());
+        }
+        kafka
+    }
+
+    #[test]
+    fn the_consumer_gets_stormwatch_defaults_unless_the_operator_sets_them() {
+        let config = consumer_config(&kafka_with(&[]));
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("20"));
+        assert_eq!(config.get("auto.offset.reset"), Some("earliest"));
+        assert_eq!(config.get("statistics.interval.ms"), Some("5000"));
+
+        let config = consumer_config(&kafka_with(&[
+            ("fetch.queue.backoff.ms", "250"),
+            ("auto.offset.reset", "latest"),
+        ]));
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("250"));
+        assert_eq!(config.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(config.get("statistics.interval.ms"), Some("5000"));
+    }
+
+    #[test]
+    fn the_commit_settings_cannot_be_overridden() {
+        let config = consumer_config(&kafka_with(&[("enable.auto.commit", "true")]));
+        assert_eq!(config.get("enable.auto.commit"), Some("false"));
+        assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
     }
 }
