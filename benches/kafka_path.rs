@@ -29,6 +29,7 @@
 //! `--throughput-rates R1,R2,..` / `KAFKA_PATH_THROUGHPUT_RATES` (0 = unpaced), `--rate N` /
 //! `KAFKA_PATH_RATE` (latency run), `--seconds N` / `KAFKA_PATH_SECONDS`, `--storm-every-ms N` /
 //! `KAFKA_PATH_STORM_EVERY_MS`, `--partitions N` / `KAFKA_PATH_PARTITIONS` (default 16 for throughput, 4 for latency),
+//! `--linger-ms N` / `KAFKA_PATH_LINGER_MS` (the load producer's `linger.ms`, default 5, librdkafka's),
 //! `--compression CODEC` / `KAFKA_PATH_COMPRESSION` (the load
 //! producer's `compression.codec`, default `none`), `--fetch-wait-ms N|default` /
 //! `KAFKA_PATH_FETCH_WAIT_MS` (the service consumer's `fetch.wait.max.ms`, set through
@@ -44,6 +45,13 @@
 //! costs up to half a second that a real broker would not add, and at high rates the first
 //! half-second of records is deleted (5 MiB per partition) before the consumer asks again. The
 //! benchmark's own alerts reader uses 1 ms for the same reason.
+//!
+//! Why `--linger-ms` matters here and not on a real broker: the mock broker answers a fetch with
+//! at most one record batch per partition (`rdkafka_mock_handlers.c`: "FIXME: Multiple
+//! messageSets ?"), where a real broker fills the fetch up to `max.partition.fetch.bytes`. With
+//! the producer's 5 ms batches, one fetch brings the service at most 5 ms of records per
+//! partition, so the fetch round trip, not the service, sets the pace at high rates. A longer
+//! `linger.ms` makes fewer, bigger batches, which is what a real broker's fetch would bring.
 //!
 //! The benchmark uses the binary's global allocator (mimalloc), as `stormwatch run` does.
 //!
@@ -117,6 +125,10 @@ struct Settings {
     json: bool,
     /// `--partitions`; each run has its own default.
     partitions: Option<i32>,
+    /// The load producer's `linger.ms`: how long it gathers records into one batch per
+    /// partition. The mock broker answers a fetch with at most one such batch per partition,
+    /// so this sets how much one fetch can bring the service (see the module documentation).
+    linger_ms: u64,
 }
 
 /// Offered rates of the throughput sweep (events/s; 0 = as fast as the producer can).
@@ -166,6 +178,7 @@ fn parse_settings() -> Settings {
         partitions: std::env::var("KAFKA_PATH_PARTITIONS")
             .ok()
             .and_then(|v| v.parse().ok()),
+        linger_ms: env_u64("KAFKA_PATH_LINGER_MS").unwrap_or(5),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -177,7 +190,12 @@ fn parse_settings() -> Settings {
         };
         let numeric = matches!(
             flag,
-            "--events" | "--rate" | "--seconds" | "--storm-every-ms" | "--partitions"
+            "--events"
+                | "--rate"
+                | "--seconds"
+                | "--storm-every-ms"
+                | "--partitions"
+                | "--linger-ms"
         );
         if numeric {
             let value = inline.or_else(|| {
@@ -193,6 +211,7 @@ fn parse_settings() -> Settings {
                 "--rate" => settings.rate = value,
                 "--seconds" => settings.seconds = value,
                 "--partitions" => settings.partitions = i32::try_from(value).ok(),
+                "--linger-ms" => settings.linger_ms = value,
                 _ => settings.storm_every_ms = value,
             }
         } else if matches!(
@@ -367,12 +386,12 @@ struct Target {
     partitions: i32,
 }
 
-/// The load generator's producer: librdkafka defaults (`linger.ms` 5) with a deep queue, and
-/// the chosen compression.
+/// The load generator's producer: librdkafka defaults (`linger.ms` 5, or `--linger-ms`) with a
+/// deep queue, and the chosen compression.
 fn load_producer(brokers: &str, settings: &Settings) -> BaseProducer {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
+        .set("linger.ms", settings.linger_ms.to_string())
         .set("compression.codec", &settings.compression)
         .set("queue.buffering.max.messages", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
@@ -613,10 +632,11 @@ fn throughput(settings: &Settings, templates: &[Template], rate: u64) -> Attempt
         format!("paced at {rate} events/s")
     };
     println!(
-        "== throughput: {} generated mixed events (requested {}), {paced}, {partitions} partitions, producer compression {}",
+        "== throughput: {} generated mixed events (requested {}), {paced}, {partitions} partitions, producer compression {}, linger.ms {}",
         templates.len(),
         settings.events,
-        settings.compression
+        settings.compression,
+        settings.linger_ms
     );
     let (buffer, ranges) = restamped(templates);
     let total = ranges.len() as u64;
@@ -932,10 +952,11 @@ fn latency(settings: &Settings, templates: Arc<Vec<Template>>) -> serde_json::Va
     let duration = Duration::from_secs(settings.seconds.max(1));
     let every = Duration::from_millis(settings.storm_every_ms);
     println!(
-        "== latency: {} events/s for {} s on {partitions} partitions, a 3-reply storm on a fresh thread every {} ms",
+        "== latency: {} events/s for {} s on {partitions} partitions, a 3-reply storm on a fresh thread every {} ms, producer linger.ms {}",
         settings.rate,
         duration.as_secs(),
-        every.as_millis()
+        every.as_millis(),
+        settings.linger_ms
     );
     let bench = bench_cluster(settings.fetch_wait_ms, partitions);
     let service = start_ready(&bench.config);
