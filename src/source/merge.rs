@@ -229,6 +229,38 @@ mod tests {
             .collect()
     }
 
+    /// Pushes and pops interleaved at random, against a model that reads every queue's head
+    /// afresh.
+    #[test]
+    fn releases_the_earliest_head_under_interleaved_pushes_and_pops() {
+        let mut merger: Merger<&'static str> = Merger::new(0, usize::MAX);
+        let mut model: BTreeMap<i32, VecDeque<(Millis, i64)>> = BTreeMap::new();
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        for step in 0..20_000i64 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let partition = (state % 5) as i32;
+            if state.is_multiple_of(3) {
+                let expected = model
+                    .iter()
+                    .filter_map(|(&p, q)| q.front().map(|&(order, _)| (order, p)))
+                    .min()
+                    .map(|(_, p)| p);
+                let got = merger.next(0).map(|(p, r)| (p, r.order, r.offset));
+                let expected = expected.and_then(|p| {
+                    let (order, offset) = model.get_mut(&p)?.pop_front()?;
+                    Some((p, order, offset))
+                });
+                assert_eq!(got, expected, "step {step}");
+            } else {
+                let order = ((state >> 8) % 50) as Millis;
+                merger.push(partition, rec(order, step), 0);
+                model.entry(partition).or_default().push_back((order, step));
+            }
+        }
+    }
+
     #[test]
     fn merges_heads_in_timestamp_order() {
         let mut m = Merger::new(500, 100);
