@@ -233,15 +233,12 @@ mod tests {
     /// afresh.
     #[test]
     fn releases_the_earliest_head_under_interleaved_pushes_and_pops() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
         let mut merger: Merger<&'static str> = Merger::new(0, usize::MAX);
         let mut model: BTreeMap<i32, VecDeque<(Millis, i64)>> = BTreeMap::new();
-        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
         for step in 0..20_000i64 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let partition = (state % 5) as i32;
-            if state.is_multiple_of(3) {
+            if rng.gen_ratio(1, 3) {
                 let expected = model
                     .iter()
                     .filter_map(|(&p, q)| q.front().map(|&(order, _)| (order, p)))
@@ -254,7 +251,8 @@ mod tests {
                 });
                 assert_eq!(got, expected, "step {step}");
             } else {
-                let order = ((state >> 8) % 50) as Millis;
+                let partition = rng.gen_range(0..5);
+                let order: Millis = rng.gen_range(0..50);
                 merger.push(partition, rec(order, step), 0);
                 model.entry(partition).or_default().push_back((order, step));
             }
