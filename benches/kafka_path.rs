@@ -521,11 +521,15 @@ fn parse_stat(stat: &str) -> Option<(String, f64)> {
     Some((name, ticks as f64 / 100.0))
 }
 
+/// CPU per thread over the run, also per event processed: per-event CPU is what decides how
+/// far the two shared cores go, and it holds still while the machine's speed drifts less than
+/// the wall-clock rates do.
 fn print_cpu(
     before: &BTreeMap<String, f64>,
     after: &BTreeMap<String, f64>,
     wall: Duration,
     producer_cpu: f64,
+    events: u64,
 ) {
     let mut rows: Vec<(String, f64)> = after
         .iter()
@@ -538,15 +542,18 @@ fn print_cpu(
         .collect();
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     let total: f64 = rows.iter().map(|r| r.1).sum();
+    let per_event = |seconds: f64| 1e6 * seconds / (events.max(1) as f64);
     println!(
-        "  cpu: {total:.1} s over {:.1} s wall ({:.0}% of one core) by thread:",
+        "  cpu: {total:.1} s over {:.1} s wall ({:.0}% of one core; {:.2} us per event processed) by thread:",
         wall.as_secs_f64(),
-        100.0 * total / wall.as_secs_f64().max(1e-9)
+        100.0 * total / wall.as_secs_f64().max(1e-9),
+        per_event(total)
     );
     for (name, seconds) in rows.iter().take(8) {
         println!(
-            "    {name:<20} {seconds:6.2} s ({:.0}% of one core)",
-            100.0 * seconds / wall.as_secs_f64().max(1e-9)
+            "    {name:<20} {seconds:6.2} s ({:.0}% of one core, {:.2} us per event)",
+            100.0 * seconds / wall.as_secs_f64().max(1e-9),
+            per_event(*seconds)
         );
     }
 }
@@ -791,7 +798,13 @@ fn throughput(settings: &Settings, templates: &[Template], rate: u64) -> Attempt
     for line in &scraped {
         println!("    {line}");
     }
-    print_cpu(&cpu_before, &cpu_after, done, produced.cpu);
+    print_cpu(
+        &cpu_before,
+        &cpu_after,
+        done,
+        produced.cpu,
+        events_total(&metrics),
+    );
     println!("  load average after: {}", load_average());
     service.stop().expect("service stops");
     drop(bench);
@@ -1064,7 +1077,13 @@ fn latency(settings: &Settings, templates: Arc<Vec<Template>>) -> serde_json::Va
     println!(
         "  service event lag (event timestamp -> processed): p50 {lag50:.1} ms, p99 {lag99:.1} ms"
     );
-    print_cpu(&cpu_before, &cpu_after, caught_up, paced.cpu);
+    print_cpu(
+        &cpu_before,
+        &cpu_after,
+        caught_up,
+        paced.cpu,
+        events_total(&metrics),
+    );
     println!("  load average after: {}", load_average());
     service.stop().expect("service stops");
     drop(bench);
