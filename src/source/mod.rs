@@ -42,12 +42,13 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
 ///   start does not skip a storm already under way.
 /// - `statistics.interval.ms`: the statistics feed the consumer-lag metric.
 /// - `fetch.queue.backoff.ms`: librdkafka stops fetching when its local queue holds
-///   `queued.min.messages` (100,000 by default), and only looks again after this backoff,
-///   1 s by default. At 300,000 events/s that threshold is a third of a second of records: a
-///   short pause of the detection thread filled it, the consumer then idled for the rest of
-///   the second, and throughput fell to about 100,000 events/s a second, far below what the
-///   service keeps up with (BENCHMARKS.md, session 6). Looking again after 20 ms costs only a
-///   timer (no fetch is sent while the queue is full) and keeps records flowing.
+///   `queued.min.messages` records (100,000 by default; for a consumer in a group, counted over
+///   all its partitions), and only looks again after this backoff, 1 s by default. At 300,000
+///   events/s that threshold is a third of a second of records: a short pause of the detection
+///   thread filled it, the consumer then idled for the rest of the second, and throughput fell
+///   to about 100,000 events a second, far below what the service keeps up with (BENCHMARKS.md,
+///   session 6). Looking again after 20 ms costs only a timer (no fetch is sent while the
+///   queue is full) and keeps records flowing.
 const DEFAULT_CONSUMER_PROPERTIES: [(&str, &str); 3] = [
     ("auto.offset.reset", "earliest"),
     ("statistics.interval.ms", "5000"),
