@@ -46,12 +46,14 @@
 //! half-second of records is deleted (5 MiB per partition) before the consumer asks again. The
 //! benchmark's own alerts reader uses 1 ms for the same reason.
 //!
-//! Why `--linger-ms` matters here and not on a real broker: the mock broker answers a fetch with
-//! at most one record batch per partition (`rdkafka_mock_handlers.c`: "FIXME: Multiple
-//! messageSets ?"), where a real broker fills the fetch up to `max.partition.fetch.bytes`. With
-//! the producer's 5 ms batches, one fetch brings the service at most 5 ms of records per
-//! partition, so the fetch round trip, not the service, sets the pace at high rates. A longer
-//! `linger.ms` makes fewer, bigger batches, which is what a real broker's fetch would bring.
+//! Why `--linger-ms`: the mock broker answers a fetch with at most one record batch per
+//! partition (`rdkafka_mock_handlers.c`: "FIXME: Multiple messageSets ?"), where a real broker
+//! fills the fetch up to `max.partition.fetch.bytes`. With the producer's 5 ms batches one fetch
+//! brings the service at most 5 ms of records per partition, so the fetch round trip could set
+//! the pace instead of the service. A longer `linger.ms` makes fewer, bigger batches, as a real
+//! broker's fetch would bring. On the 2-core machine of BENCHMARKS.md it made no difference
+//! (session 6; `examples/mock_ceiling.rs` shows the mock and a bare consumer keeping up with
+//! 600K events/s either way), but the flag is how to check on another machine.
 //!
 //! The benchmark uses the binary's global allocator (mimalloc), as `stormwatch run` does.
 //!
@@ -522,8 +524,8 @@ fn parse_stat(stat: &str) -> Option<(String, f64)> {
 }
 
 /// CPU per thread over the run, also per event processed: per-event CPU is what decides how
-/// far the two shared cores go, and it holds still while the machine's speed drifts less than
-/// the wall-clock rates do.
+/// far the two shared cores go, and it varies less from run to run than wall-clock rates do on
+/// a shared machine.
 fn print_cpu(
     before: &BTreeMap<String, f64>,
     after: &BTreeMap<String, f64>,
