@@ -34,6 +34,8 @@
 //! producer's `compression.codec`, default `none`), `--fetch-wait-ms N|default` /
 //! `KAFKA_PATH_FETCH_WAIT_MS` (the service consumer's `fetch.wait.max.ms`, set through
 //! `kafka.properties`; default 10; `default` leaves the service's configuration untouched),
+//! `--no-pretouch` / `KAFKA_PATH_NO_PRETOUCH` (the service's `limits.pretouch` off: the maps'
+//! pages are then faulted in while the run fills them, as before session 7),
 //! `--json` / `KAFKA_PATH_JSON` (also print one JSON line per run), `KAFKA_PATH_LOG=info` (the
 //! service's logs on stderr), `KAFKA_PATH_DEBUG=1` (each metrics update of a throughput run).
 //! Other `--flags` (such as `--bench`, passed by cargo) are ignored.
@@ -131,6 +133,8 @@ struct Settings {
     /// partition. The mock broker answers a fetch with at most one such batch per partition,
     /// so this sets how much one fetch can bring the service (see the module documentation).
     linger_ms: u64,
+    /// `limits.pretouch` of the service (on unless `--no-pretouch`).
+    pretouch: bool,
 }
 
 /// Offered rates of the throughput sweep (events/s; 0 = as fast as the producer can).
@@ -181,6 +185,7 @@ fn parse_settings() -> Settings {
             .ok()
             .and_then(|v| v.parse().ok()),
         linger_ms: env_u64("KAFKA_PATH_LINGER_MS").unwrap_or(5),
+        pretouch: std::env::var_os("KAFKA_PATH_NO_PRETOUCH").is_none(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -235,6 +240,8 @@ fn parse_settings() -> Settings {
             }
         } else if flag == "--json" {
             settings.json = true;
+        } else if flag == "--no-pretouch" {
+            settings.pretouch = false;
         } else if flag == "throughput" {
             settings.modes.push(Mode::Throughput);
         } else if flag == "latency" {
@@ -359,12 +366,13 @@ struct Bench {
     config: Config,
 }
 
-fn bench_cluster(fetch_wait_ms: Option<u64>, partitions: i32) -> Bench {
+fn bench_cluster(settings: &Settings, partitions: i32) -> Bench {
     let cluster = MockCluster::new(1).expect("mock cluster");
     let mut config = Config::default();
+    config.limits.pretouch = settings.pretouch;
     config.kafka.brokers = cluster.bootstrap_servers();
     config.http.listen = "127.0.0.1:0".into();
-    if let Some(ms) = fetch_wait_ms {
+    if let Some(ms) = settings.fetch_wait_ms {
         config
             .kafka
             .properties
@@ -641,15 +649,16 @@ fn throughput(settings: &Settings, templates: &[Template], rate: u64) -> Attempt
         format!("paced at {rate} events/s")
     };
     println!(
-        "== throughput: {} generated mixed events (requested {}), {paced}, {partitions} partitions, producer compression {}, linger.ms {}",
+        "== throughput: {} generated mixed events (requested {}), {paced}, {partitions} partitions, producer compression {}, linger.ms {}, limits.pretouch {}",
         templates.len(),
         settings.events,
         settings.compression,
-        settings.linger_ms
+        settings.linger_ms,
+        settings.pretouch
     );
     let (buffer, ranges) = restamped(templates);
     let total = ranges.len() as u64;
-    let bench = bench_cluster(settings.fetch_wait_ms, partitions);
+    let bench = bench_cluster(settings, partitions);
     let service = start_ready(&bench.config);
     let metrics = Arc::clone(service.metrics());
     let producer = load_producer(&bench.cluster.bootstrap_servers(), settings);
@@ -967,13 +976,14 @@ fn latency(settings: &Settings, templates: Arc<Vec<Template>>) -> serde_json::Va
     let duration = Duration::from_secs(settings.seconds.max(1));
     let every = Duration::from_millis(settings.storm_every_ms);
     println!(
-        "== latency: {} events/s for {} s on {partitions} partitions, a 3-reply storm on a fresh thread every {} ms, producer linger.ms {}",
+        "== latency: {} events/s for {} s on {partitions} partitions, a 3-reply storm on a fresh thread every {} ms, producer linger.ms {}, limits.pretouch {}",
         settings.rate,
         duration.as_secs(),
         every.as_millis(),
-        settings.linger_ms
+        settings.linger_ms,
+        settings.pretouch
     );
-    let bench = bench_cluster(settings.fetch_wait_ms, partitions);
+    let bench = bench_cluster(settings, partitions);
     let service = start_ready(&bench.config);
     let metrics = Arc::clone(service.metrics());
 

@@ -253,6 +253,10 @@ pub struct LimitsConfig {
     pub max_subjects: usize,
     /// Reply-alls kept per thread; past it the oldest are dropped and counts saturate.
     pub max_reply_alls_per_thread: usize,
+    /// Have the kernel back the maps' room for the caps at start (`run` only): the memory the
+    /// caps allow is in use from the start, so a memory limit too small for them fails at once
+    /// rather than mid-storm, and the maps never wait on page faults while they fill.
+    pub pretouch: bool,
 }
 
 impl Default for LimitsConfig {
@@ -262,6 +266,7 @@ impl Default for LimitsConfig {
             max_message_ids: 4_000_000,
             max_subjects: 100_000,
             max_reply_alls_per_thread: 100_000,
+            pretouch: true,
         }
     }
 }

@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long start-up waits for the brokers before giving up with a clear error.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -169,8 +169,20 @@ pub fn start(config: &Config, options: StartOptions) -> anyhow::Result<RunningSe
         settled,
         engine: {
             let mut engine = Engine::from_config(config);
-            if let Err(error) = engine.reserve_capacity() {
-                tracing::warn!(%error, "the engine's maps will grow as needed (limits.* are larger than the memory available)");
+            match engine.reserve_capacity() {
+                Err(error) => {
+                    tracing::warn!(%error, "the engine's maps will grow as needed (limits.* are larger than the memory available)");
+                }
+                Ok(()) if config.limits.pretouch => {
+                    let started = Instant::now();
+                    let bytes = engine.pretouch_reserved();
+                    tracing::info!(
+                        bytes,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "the engine's map memory for limits.* is backed (limits.pretouch)"
+                    );
+                }
+                Ok(()) => {}
             }
             engine
         },
