@@ -357,6 +357,93 @@ fn the_binary_shuts_down_cleanly_on_sigterm() {
     assert!(logs.contains("stormwatch stopped"), "{logs}");
 }
 
+/// Starts `stormwatch run` against `brokers` with `env`, waits for its "stormwatch running" log
+/// line, and returns its resident set (kB) at that moment and the JSON log lines before it. The
+/// process is killed before returning.
+#[cfg(target_os = "linux")]
+fn started_service_memory(brokers: &str, env: &[(&str, &str)]) -> (u64, Vec<serde_json::Value>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stormwatch"))
+        .arg("run")
+        .env("STORMWATCH_KAFKA__BROKERS", brokers)
+        .env("STORMWATCH_HTTP__LISTEN", "127.0.0.1:0")
+        .env("STORMWATCH_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("stormwatch run starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut logs = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = received.recv_timeout(wait) else {
+            let _ = child.kill();
+            panic!("no \"stormwatch running\" within 30 s: {logs:?}");
+        };
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let running = entry["message"] == "stormwatch running";
+        logs.push(entry);
+        if running {
+            break;
+        }
+    }
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    let _ = child.kill();
+    let _ = child.wait();
+    (rss_kb, logs)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_backs_the_maps_memory_at_start_unless_pretouch_is_off() {
+    let c = cluster(1);
+    let brokers = c.cluster.bootstrap_servers();
+    let is_pretouch = |entry: &serde_json::Value| {
+        entry["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("limits.pretouch"))
+    };
+
+    let (rss_on_kb, logs_on) = started_service_memory(&brokers, &[]);
+    let pretouch = logs_on
+        .iter()
+        .find(|entry| is_pretouch(entry))
+        .unwrap_or_else(|| panic!("no pretouch log line: {logs_on:?}"));
+    // At the default caps: 4M message ids of more than 40 bytes each, besides the threads.
+    let bytes = pretouch["bytes"].as_u64().unwrap_or(0);
+    assert!(bytes > 4_000_000 * 40, "{pretouch}");
+
+    let (rss_off_kb, logs_off) =
+        started_service_memory(&brokers, &[("STORMWATCH_LIMITS__PRETOUCH", "false")]);
+    assert!(!logs_off.iter().any(is_pretouch), "{logs_off:?}");
+    assert!(
+        rss_on_kb.saturating_sub(rss_off_kb) * 1024 >= bytes / 4 * 3,
+        "resident {rss_on_kb} kB with pretouch, {rss_off_kb} kB without; {bytes} bytes pretouched"
+    );
+}
+
 #[test]
 fn a_rebalance_mid_storm_loses_nothing_and_announces_nothing_twice() {
     let c = cluster(2);
