@@ -74,11 +74,15 @@ impl<V> LruMap<V> {
             .map_err(|_| ReserveError)
     }
 
-    /// Writes to every page of the slab's reserved but unused room, so that the kernel backs it
+    /// Writes to every page of the map's reserved but unused room, so that the kernel backs it
     /// now rather than one page fault at a time as entries arrive; returns the bytes of that
     /// room. Why: a fault zeroes a fresh page (2 MiB where transparent huge pages apply) while
     /// the caller waits, and the maps fill fastest exactly when a storm multiplies the input.
-    /// Nothing here is read back: the room stays unused capacity, written with zeros only.
+    /// The slab's room is written with zeros and stays unused capacity. The hash table's index
+    /// array is reached only through the table: while the map is empty, one placeholder entry
+    /// is inserted per page of it (an entry's bucket is its hash modulo the bucket count, so
+    /// hashes one page of buckets apart land a page apart), and the table is cleared again,
+    /// keeping its capacity. With entries held the table is left as it is.
     pub fn pretouch_reserved(&mut self) -> usize {
         const PAGE: usize = 4096;
         let slot_bytes = std::mem::size_of::<Slot<V>>().max(1);
@@ -88,7 +92,29 @@ impl<V> LruMap<V> {
         }
         // Keeps the optimizer from dropping the writes as never read.
         std::hint::black_box(&mut *room);
-        room.len() * slot_bytes
+        let slab_room = room.len() * slot_bytes;
+        if !self.table.is_empty() {
+            return slab_room;
+        }
+        // hashbrown keeps a table of more than 8 buckets at most 7/8 full.
+        let buckets = self
+            .table
+            .capacity()
+            .saturating_mul(8)
+            .div_ceil(7)
+            .next_power_of_two();
+        let per_page = PAGE / std::mem::size_of::<u32>();
+        let pages = buckets / per_page;
+        // Hash `page * per_page` for placeholder `page`, also on a regrowth (which the
+        // reservation rules out: `pages` is far below the capacity).
+        let hash = |page: u32| u64::from(page) * per_page as u64;
+        for page in 0..u32::try_from(pages).unwrap_or(u32::MAX) {
+            self.table
+                .insert_unique(hash(page), page, |&page| hash(page));
+        }
+        std::hint::black_box(&self.table);
+        self.table.clear();
+        slab_room + buckets * std::mem::size_of::<u32>()
     }
 
     /// Entries held.
@@ -328,6 +354,27 @@ mod tests {
         assert_eq!(map.slots.capacity(), slots);
         let oldest = map.pop_front().map(|(_, value)| value);
         assert_eq!(oldest.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn pretouching_an_empty_map_leaves_it_empty_with_its_reservation() {
+        let hasher = KeyHasher::new();
+        let mut map: LruMap<u32> = LruMap::default();
+        map.try_reserve(100_000).expect("a small reservation");
+        let (table, slots) = (map.table.capacity(), map.slots.capacity());
+        let room = map.pretouch_reserved();
+        // The slab's room and the index array (131,072 buckets of 4 bytes for 100,000 entries).
+        assert_eq!(room, slots * std::mem::size_of::<Slot<u32>>() + 131_072 * 4);
+        assert_eq!((map.len(), map.table.capacity()), (0, table));
+        assert!(map.pop_front().is_none());
+        for i in 0..100_000u32 {
+            let key = hasher.hash(&i.to_string());
+            assert!(!map.contains(&key), "{i} before its insert");
+            map.insert_new(key, i);
+        }
+        assert_eq!((map.table.capacity(), map.slots.capacity()), (table, slots));
+        assert_eq!(map.get(&hasher.hash("99999")), Some(&99_999));
+        assert_eq!(map.pop_front().map(|(_, value)| value), Some(0));
     }
 
     /// The map against a plain model (a deque in recency order) under random operations.

@@ -265,9 +265,9 @@ impl Engine {
     /// returns its bytes. A fresh page costs a fault and a zeroing the first time an entry lands
     /// on it, on the detection thread, and the maps fill fastest when a storm multiplies the
     /// input; touched at start, that cost is paid once, before any record is read, and a memory
-    /// limit too small for the caps shows at start rather than in the middle of a storm. The
-    /// hash tables' index arrays are left to fill as they do (hashbrown does not expose them):
-    /// about 40 MB at the default caps, against the slabs' 276 MB.
+    /// limit too small for the caps shows at start rather than in the middle of a storm. Call
+    /// it right after [`Self::reserve_capacity`], before any event: only empty hash tables have
+    /// their index arrays touched (about 40 MB at the default caps, beside the slabs' 276 MB).
     pub fn pretouch_reserved(&mut self) -> usize {
         self.threads.pretouch_reserved()
             + self.message_ids.pretouch_reserved()
