@@ -15,7 +15,7 @@ use crate::alert::Alert;
 use crate::config::KafkaConfig;
 use crate::decode::Malformed;
 use crate::metrics::Metrics;
-use crate::source::client_config;
+use crate::source::{apply_defaults_and_fixed, client_config};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -132,14 +132,12 @@ const DEFAULT_PRODUCER_PROPERTIES: [(&str, &str); 2] =
 /// The producer's configuration.
 fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = client_config(kafka);
-    for (key, value) in DEFAULT_PRODUCER_PROPERTIES {
-        if !kafka.properties.contains_key(key) {
-            config.set(key, value);
-        }
-    }
-    for (key, value) in FIXED_PRODUCER_PROPERTIES {
-        config.set(key, value);
-    }
+    apply_defaults_and_fixed(
+        &mut config,
+        kafka,
+        &DEFAULT_PRODUCER_PROPERTIES,
+        &FIXED_PRODUCER_PROPERTIES,
+    );
     config
 }
 

@@ -59,15 +59,32 @@ const DEFAULT_CONSUMER_PROPERTIES: [(&str, &str); 3] = [
 pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = client_config(kafka);
     config.set("group.id", &kafka.group_id);
-    for (key, value) in DEFAULT_CONSUMER_PROPERTIES {
+    apply_defaults_and_fixed(
+        &mut config,
+        kafka,
+        &DEFAULT_CONSUMER_PROPERTIES,
+        &FIXED_CONSUMER_PROPERTIES,
+    );
+    config
+}
+
+/// Sets each of `defaults` that `kafka.properties` does not set, then every one of `fixed`,
+/// which the operator cannot change: how the consumer and the producer layer stormwatch's
+/// settings over the operator's.
+pub(crate) fn apply_defaults_and_fixed(
+    config: &mut ClientConfig,
+    kafka: &KafkaConfig,
+    defaults: &[(&str, &str)],
+    fixed: &[(&str, &str)],
+) {
+    for &(key, value) in defaults {
         if !kafka.properties.contains_key(key) {
             config.set(key, value);
         }
     }
-    for (key, value) in FIXED_CONSUMER_PROPERTIES {
+    for &(key, value) in fixed {
         config.set(key, value);
     }
-    config
 }
 
 /// True for the end-of-partition notice, which librdkafka also reports as an error event.
