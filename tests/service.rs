@@ -318,18 +318,25 @@ fn replay(input: &str) -> Vec<serde_json::Value> {
     common::json_lines(&output.stdout)
 }
 
-#[test]
-fn the_binary_shuts_down_cleanly_on_sigterm() {
-    let c = cluster(2);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stormwatch"))
+/// `stormwatch run` against `brokers`, HTTP on a free port, info logs (JSON) on a piped
+/// stderr, with `env` on top.
+fn spawn_run(brokers: &str, env: &[(&str, &str)]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_stormwatch"))
         .arg("run")
-        .env("STORMWATCH_KAFKA__BROKERS", c.cluster.bootstrap_servers())
+        .env("STORMWATCH_KAFKA__BROKERS", brokers)
         .env("STORMWATCH_HTTP__LISTEN", "127.0.0.1:0")
         .env("STORMWATCH_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("stormwatch run starts");
+        .expect("stormwatch run starts")
+}
+
+#[test]
+fn the_binary_shuts_down_cleanly_on_sigterm() {
+    let c = cluster(2);
+    let mut child = spawn_run(&c.cluster.bootstrap_servers(), &[]);
     c.produce(&storm("term", 0, 3, 0));
     c.wait_for_alerts("storm_started", |a| count(a, "storm_started") == 1);
     let status = std::process::Command::new("kill")
@@ -363,16 +370,7 @@ fn the_binary_shuts_down_cleanly_on_sigterm() {
 #[cfg(target_os = "linux")]
 fn started_service_memory(brokers: &str, env: &[(&str, &str)]) -> (u64, Vec<serde_json::Value>) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stormwatch"))
-        .arg("run")
-        .env("STORMWATCH_KAFKA__BROKERS", brokers)
-        .env("STORMWATCH_HTTP__LISTEN", "127.0.0.1:0")
-        .env("STORMWATCH_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("stormwatch run starts");
+    let mut child = spawn_run(brokers, env);
     let stderr = child.stderr.take().expect("stderr is piped");
     let (lines, received) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
