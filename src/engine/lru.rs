@@ -4,10 +4,10 @@
 //! Why not a linked hash map with one heap node per entry: at a million entries per map, a node
 //! allocation per insert, its allocator overhead and its scattered pointers dominated the
 //! engine's time and memory. Here entries live in one slab (`Vec`) linked by `u32` indices, freed
-//! slots are reused, and the hash table holds only the 4-byte index of each entry.
+//! slots are reused, and the hash index ([`IndexTable`]) holds only a 4-byte entry per key.
 
+use super::index_table::IndexTable;
 use super::keys::KeyHash;
-use hashbrown::HashTable;
 
 /// No entry.
 const NIL: u32 = u32::MAX;
@@ -30,7 +30,7 @@ pub struct ReserveError;
 
 /// See the module documentation.
 pub(super) struct LruMap<V> {
-    table: HashTable<u32>,
+    table: IndexTable,
     slots: Vec<Slot<V>>,
     /// Free slots, reused before the slab grows.
     free: Vec<u32>,
@@ -40,49 +40,57 @@ pub(super) struct LruMap<V> {
 
 impl<V> Default for LruMap<V> {
     fn default() -> Self {
+        Self::with_max_len(MAX_ENTRIES)
+    }
+}
+
+impl<V> LruMap<V> {
+    /// An empty map that will hold at most `max_len` entries at once. The bound only sizes the
+    /// index's entries (the fewer bits a slab index needs, the more tag bits are left to spare
+    /// key comparisons); holding more still works, after a rebuild of the index.
+    pub fn with_max_len(max_len: usize) -> Self {
+        let max_index = u32::try_from(max_len.saturating_sub(1)).unwrap_or(u32::MAX);
         Self {
-            table: HashTable::new(),
+            table: IndexTable::new(max_index),
             slots: Vec::new(),
             free: Vec::new(),
             head: NIL,
             tail: NIL,
         }
     }
-}
 
-impl<V> LruMap<V> {
+    /// Every held entry's table hash and slab index, for rebuilding the index: a pass in slab
+    /// order, so it reads memory sequentially.
+    fn held(slots: &[Slot<V>]) -> impl Iterator<Item = (u64, u32)> + '_ {
+        slots
+            .iter()
+            .zip(0u32..)
+            .filter(|(slot, _)| slot.value.is_some())
+            .map(|(slot, index)| (slot.key.table_hash(), index))
+    }
+
     /// Makes room for `capacity` entries in all, so inserts up to it never grow the table.
     /// Growing rehashes every entry (a random access into the slab each), which at millions of
     /// entries stops the caller for a sizeable fraction of a second; a service that must answer
     /// within milliseconds reserves its caps once at start instead. The slab's reservation is
-    /// address space the kernel backs only as entries arrive; the table's control bytes (one per
-    /// bucket) are written at once. Fails, changing nothing that matters, when the allocator
-    /// refuses (a cap far beyond the machine's memory): the map then grows as before.
+    /// address space the kernel backs only as entries arrive; the index is written at once
+    /// (8 bytes per entry). Fails, changing nothing that matters, when the allocator refuses (a
+    /// cap far beyond the machine's memory): the map then grows as before.
     pub fn try_reserve(&mut self, capacity: usize) -> Result<(), ReserveError> {
         let capacity = capacity.min(MAX_ENTRIES);
-        let additional = capacity.saturating_sub(self.table.len());
         let slots = &self.slots;
-        self.table
-            .try_reserve(additional, |&i| {
-                slots
-                    .get(i as usize)
-                    .map_or(0, |s: &Slot<V>| s.key.table_hash())
-            })
-            .map_err(|_| ReserveError)?;
+        self.table.reserve(capacity, || Self::held(slots))?;
         self.slots
             .try_reserve(capacity.saturating_sub(self.slots.len()))
             .map_err(|_| ReserveError)
     }
 
-    /// Writes to every page of the map's reserved but unused room, so that the kernel backs it
+    /// Writes to every page of the slab's reserved but unused room, so that the kernel backs it
     /// now rather than one page fault at a time as entries arrive; returns the bytes of that
     /// room. Why: a fault zeroes a fresh page (2 MiB where transparent huge pages apply) while
     /// the caller waits, and the maps fill fastest exactly when a storm multiplies the input.
-    /// The slab's room is written with zeros and stays unused capacity. The hash table's index
-    /// array is reached only through the table: while the map is empty, one placeholder entry
-    /// is inserted per page of it (an entry's bucket is its hash modulo the bucket count, so
-    /// hashes one page of buckets apart land a page apart), and the table is cleared again,
-    /// keeping its capacity. With entries held the table is left as it is.
+    /// The room is written with zeros and stays unused capacity. (The index needs no such step:
+    /// [`Self::try_reserve`] writes it.)
     pub fn pretouch_reserved(&mut self) -> usize {
         const PAGE: usize = 4096;
         let slot_bytes = std::mem::size_of::<Slot<V>>().max(1);
@@ -92,29 +100,19 @@ impl<V> LruMap<V> {
         }
         // Keeps the optimizer from dropping the writes as never read.
         std::hint::black_box(&mut *room);
-        let slab_room = room.len() * slot_bytes;
-        if !self.table.is_empty() {
-            return slab_room;
-        }
-        // hashbrown keeps a table of more than 8 buckets at most 7/8 full.
-        let buckets = self
-            .table
-            .capacity()
-            .saturating_mul(8)
-            .div_ceil(7)
-            .next_power_of_two();
-        let per_page = PAGE / std::mem::size_of::<u32>();
-        let pages = buckets / per_page;
-        // Hash `page * per_page` for placeholder `page`, also on a regrowth (which the
-        // reservation rules out: `pages` is far below the capacity).
-        let hash = |page: u32| u64::from(page) * per_page as u64;
-        for page in 0..u32::try_from(pages).unwrap_or(u32::MAX) {
-            self.table
-                .insert_unique(hash(page), page, |&page| hash(page));
-        }
-        std::hint::black_box(&self.table);
-        self.table.clear();
-        slab_room + buckets * std::mem::size_of::<u32>()
+        room.len() * slot_bytes
+    }
+
+    /// The entries its slab and its index hold before they grow.
+    #[cfg(test)]
+    pub fn capacities(&self) -> (usize, usize) {
+        (self.slots.capacity(), self.table.capacity())
+    }
+
+    /// Bytes of the hash index.
+    #[cfg(test)]
+    pub fn index_bytes(&self) -> usize {
+        self.table.bytes()
     }
 
     /// Entries held.
@@ -124,22 +122,26 @@ impl<V> LruMap<V> {
 
     fn index_of(&self, key: &KeyHash) -> Option<u32> {
         let slots = &self.slots;
-        self.table
-            .find(key.table_hash(), |&i| {
-                slots.get(i as usize).is_some_and(|s| s.key == *key)
-            })
-            .copied()
+        self.table.find(key.table_hash(), |i| {
+            slots.get(i as usize).is_some_and(|s| s.key == *key)
+        })
+    }
+
+    /// Starts loading the line of the index where `key`'s lookup starts: a hint, with no
+    /// effect but on speed. The first step of two: [`Self::prefetch`] reads that line.
+    pub fn prefetch_index(&self, key: &KeyHash) {
+        self.table.prefetch(key.table_hash());
     }
 
     /// Starts loading `key`'s entry into the cache: a hint, with no effect but on speed. The
-    /// table is probed by its 7-bit tags only (no key comparison, which would wait for the
-    /// entry itself), so another key's matching tag (a few lookups in a hundred, mostly of
-    /// absent keys) prefetches that key's entry instead, which is harmless. The probe itself
-    /// loads the table's control bytes: hashbrown does not give their address for a prefetch.
+    /// index is searched by tag only (no key comparison, which would wait for the entry
+    /// itself), so another key's matching tag (rare) prefetches that key's entry instead, which
+    /// is harmless. The search reads the index's line, so call [`Self::prefetch_index`] well
+    /// before.
     pub fn prefetch(&self, key: &KeyHash) {
-        if let Some(&index) = self.table.find(key.table_hash(), |_| true) {
+        if let Some(index) = self.table.find(key.table_hash(), |_| true) {
             if let Some(slot) = self.slot(index) {
-                prefetch(slot);
+                prefetch_value(slot);
             }
         }
     }
@@ -192,11 +194,11 @@ impl<V> LruMap<V> {
             }
         };
         let slots = &self.slots;
-        self.table.insert_unique(key.table_hash(), index, |&i| {
-            slots
-                .get(i as usize)
-                .map_or(0, |s: &Slot<V>| s.key.table_hash())
-        });
+        // A rebuild the allocator refused leaves the index at its size, which has room for
+        // nearly twice the entries it is sized for: the entry still goes in.
+        let _ = self
+            .table
+            .insert(key.table_hash(), index, || Self::held(slots));
         self.link_back(index);
         let slot = &mut self.slots[index as usize];
         slot.key = key;
@@ -213,9 +215,7 @@ impl<V> LruMap<V> {
     pub fn pop_front(&mut self) -> Option<(KeyHash, V)> {
         let index = self.head;
         let key = self.slot(index)?.key;
-        if let Ok(entry) = self.table.find_entry(key.table_hash(), |&i| i == index) {
-            entry.remove();
-        }
+        self.table.remove(key.table_hash(), index);
         self.unlink(index);
         self.free.push(index);
         // Eviction goes on from the old end, one entry per insert once the map is full: start
@@ -223,14 +223,10 @@ impl<V> LruMap<V> {
         // cache (the new oldest's own entry was just written by `unlink`).
         if let Some(head) = self.slot(self.head) {
             if let Some(after) = self.slot(head.next) {
-                prefetch(after);
+                prefetch_value(after);
             }
-            // And the new oldest's place in the table, which its own pop will probe: this
-            // probe loads the table's control bytes early (hashbrown gives no address to
-            // prefetch them), without waiting on the bucket, which it prefetches.
-            if let Some(bucket) = self.table.find(head.key.table_hash(), |_| true) {
-                prefetch(bucket);
-            }
+            // And the new oldest's line of the index, which its own pop will search.
+            self.table.prefetch(head.key.table_hash());
         }
         let value = self.slot_mut(index)?.value.take()?;
         Some((key, value))
@@ -275,7 +271,7 @@ impl<V> LruMap<V> {
 /// Asks the CPU to bring the cache lines of `value` in; a no-op where the architecture has no
 /// such hint here.
 #[inline(always)]
-fn prefetch<T>(value: &T) {
+pub(super) fn prefetch_value<T>(value: &T) {
     let start: *const T = value;
     prefetch_span(start.cast(), std::mem::size_of::<T>());
 }
@@ -359,12 +355,13 @@ mod tests {
     #[test]
     fn pretouching_an_empty_map_leaves_it_empty_with_its_reservation() {
         let hasher = KeyHasher::new();
-        let mut map: LruMap<u32> = LruMap::default();
+        let mut map: LruMap<u32> = LruMap::with_max_len(100_000);
         map.try_reserve(100_000).expect("a small reservation");
         let (table, slots) = (map.table.capacity(), map.slots.capacity());
         let room = map.pretouch_reserved();
-        // The slab's room and the index array (131,072 buckets of 4 bytes for 100,000 entries).
-        assert_eq!(room, slots * std::mem::size_of::<Slot<u32>>() + 131_072 * 4);
+        assert_eq!(room, slots * std::mem::size_of::<Slot<u32>>());
+        // 8 entries per 64-byte line of the index.
+        assert_eq!(map.index_bytes(), 100_000 / 8 * 64);
         assert_eq!((map.len(), map.table.capacity()), (0, table));
         assert!(map.pop_front().is_none());
         for i in 0..100_000u32 {
@@ -377,11 +374,18 @@ mod tests {
         assert_eq!(map.pop_front().map(|(_, value)| value), Some(0));
     }
 
-    /// The map against a plain model (a deque in recency order) under random operations.
+    /// The map against a plain model (a deque in recency order) under random operations: with
+    /// a bound on its length that it keeps (tagged index entries), with none (untagged), and
+    /// with one it exceeds (the index widens its entries' index bits).
     #[test]
     fn behaves_like_a_recency_ordered_map() {
+        check_against_model(LruMap::with_max_len(300));
+        check_against_model(LruMap::default());
+        check_against_model(LruMap::with_max_len(8));
+    }
+
+    fn check_against_model(mut map: LruMap<u32>) {
         let hasher = KeyHasher::new();
-        let mut map: LruMap<u32> = LruMap::default();
         let mut model: VecDeque<(u32, u32)> = VecDeque::new();
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         for step in 0..20_000u32 {

@@ -22,6 +22,7 @@
 //! no copy of its text, and an entry costs no allocation of its own. Thread key strings are
 //! kept (shared, one allocation per key) because alerts name them.
 
+mod index_table;
 mod keys;
 mod lru;
 mod rules;
@@ -196,6 +197,26 @@ pub const MAX_SUBJECT_CHARS: usize = 256;
 /// How many active-storm threads eviction steps over before giving up on making room.
 const EVICTION_SCAN: usize = 64;
 
+/// The most entries each map holds at once under the caps.
+struct MapLengths {
+    threads: usize,
+    message_ids: usize,
+    subjects: usize,
+}
+
+impl MapLengths {
+    fn of(settings: &Settings) -> Self {
+        // A thread is evicted before its replacement goes in. A message id or subject goes in
+        // first and the oldest is evicted after, so those maps hold one entry over their caps
+        // for a moment: reserving only the cap would grow (double) the map at that moment.
+        Self {
+            threads: settings.max_threads,
+            message_ids: settings.max_message_ids.saturating_add(1),
+            subjects: settings.max_subjects.saturating_add(1),
+        }
+    }
+}
+
 /// The detector. See the module documentation.
 pub struct Engine {
     settings: Settings,
@@ -226,11 +247,12 @@ pub struct Engine {
 impl Engine {
     /// A new engine with empty state.
     pub fn new(settings: Settings) -> Self {
+        let lengths = MapLengths::of(&settings);
         Self {
             settings,
-            threads: LruMap::default(),
-            message_ids: LruMap::default(),
-            subjects: LruMap::default(),
+            threads: LruMap::with_max_len(lengths.threads),
+            message_ids: LruMap::with_max_len(lengths.message_ids),
+            subjects: LruMap::with_max_len(lengths.subjects),
             hasher: KeyHasher::new(),
             now: None,
             deadlines: BinaryHeap::new(),
@@ -255,10 +277,10 @@ impl Engine {
     /// with the input instead. On failure (caps beyond what the allocator grants) the maps
     /// simply grow as needed.
     pub fn reserve_capacity(&mut self) -> Result<(), ReserveError> {
-        self.threads.try_reserve(self.settings.max_threads)?;
-        self.message_ids
-            .try_reserve(self.settings.max_message_ids)?;
-        self.subjects.try_reserve(self.settings.max_subjects)
+        let lengths = MapLengths::of(&self.settings);
+        self.threads.try_reserve(lengths.threads)?;
+        self.message_ids.try_reserve(lengths.message_ids)?;
+        self.subjects.try_reserve(lengths.subjects)
     }
 
     /// Has the kernel back the maps' reserved room now (see [`Self::reserve_capacity`]), and
@@ -266,12 +288,22 @@ impl Engine {
     /// on it, on the detection thread, and the maps fill fastest when a storm multiplies the
     /// input; touched at start, that cost is paid once, before any record is read, and a memory
     /// limit too small for the caps shows at start rather than in the middle of a storm. Call
-    /// it right after [`Self::reserve_capacity`], before any event: only empty hash tables have
-    /// their index arrays touched (about 40 MB at the default caps, beside the slabs' 276 MB).
+    /// it right after [`Self::reserve_capacity`], which already wrote the maps' hash indexes
+    /// (about 41 MB at the default caps): this backs the slabs (276 MB).
     pub fn pretouch_reserved(&mut self) -> usize {
         self.threads.pretouch_reserved()
             + self.message_ids.pretouch_reserved()
             + self.subjects.pretouch_reserved()
+    }
+
+    /// The slab and index capacities of the thread, message-id and subject maps.
+    #[cfg(test)]
+    fn map_capacities(&self) -> [(usize, usize); 3] {
+        [
+            self.threads.capacities(),
+            self.message_ids.capacities(),
+            self.subjects.capacities(),
+        ]
     }
 
     /// Stream time `T`, once any event was accepted.
@@ -310,8 +342,8 @@ impl Engine {
             .iter()
             .filter_map(|key| {
                 let thread = self.threads.get(&self.hasher.hash(key))?;
-                let storm = thread.storm.as_ref()?;
-                let windows = thread.windows.as_deref();
+                let storm = thread.storm()?;
+                let windows = thread.windows();
                 Some(StormSnapshot {
                     thread_key: key.clone(),
                     severity: storm.severity,
@@ -340,7 +372,7 @@ impl Engine {
         match self
             .threads
             .get_mut(&self.hasher.hash(thread_key))
-            .and_then(|t| t.storm.as_mut())
+            .and_then(Thread::storm_mut)
         {
             Some(storm) => {
                 storm.started_at = started_at;
@@ -367,7 +399,7 @@ impl Engine {
         ) else {
             return false;
         };
-        if thread.storm.is_some() {
+        if thread.storm().is_some() {
             return false;
         }
         if thread.subject.is_none() {
@@ -375,16 +407,15 @@ impl Engine {
         }
         let epoch = self.next_epoch;
         self.next_epoch += 1;
-        thread.storm = Some(Box::new(Storm {
+        thread.start_storm(Storm {
             started_at: resumed.started_at,
             severity: resumed.severity,
             rule: resumed.rule,
             epoch,
             last_arrival: self.arrival,
-        }));
+        });
         let latest = thread
-            .windows
-            .as_deref()
+            .windows()
             .map_or(resumed.last_active, |w| w.latest().max(resumed.last_active));
         let deadline = latest.saturating_add(self.settings.quiet_period);
         self.deadlines.push(Reverse((deadline, key.clone(), epoch)));
@@ -407,7 +438,7 @@ impl Engine {
             .filter(|key| {
                 self.threads
                     .get(&self.hasher.hash(key))
-                    .and_then(|t| t.storm.as_ref())
+                    .and_then(Thread::storm)
                     .and_then(|s| s.last_arrival)
                     .is_some_and(|arrived| wall_clock >= arrived.saturating_add(quiet))
             })
@@ -423,23 +454,16 @@ impl Engine {
         let Some(thread) = self.threads.get_mut(&self.hasher.hash(key)) else {
             return;
         };
-        if thread.storm.is_none() {
+        if thread.storm().is_none() {
             return;
         }
         // Windows follow stream time only: a wall-clock end (which may be ahead of it) reads the
         // statistics at `at` without moving them.
-        if let (Some(windows), Some(now)) = (thread.windows.as_deref_mut(), self.now) {
+        if let (Some(windows), Some(now)) = (thread.windows_mut(), self.now) {
             windows.advance(at.min(now));
         }
         alerts.push(thread.alert(AlertKind::StormEnded, at, &self.settings));
-        thread.storm = None;
-        if thread
-            .windows
-            .as_deref()
-            .is_some_and(ReplyWindows::is_empty)
-        {
-            thread.windows = None;
-        }
+        thread.end_storm();
         self.active.remove(key);
         self.stats.storms_ended += 1;
     }
@@ -537,8 +561,13 @@ impl Engine {
     /// then its thread key, then the thread). Only hints: nothing here changes the maps or
     /// their recency order.
     fn prefetch(&self, hashes: &[EventKeys]) {
+        // The index lines first: their addresses come from the hashes alone, so these loads
+        // all start at once, and the next pass finds the lines it searches in the cache.
         for key in hashes {
-            self.prefetch_entries(key);
+            self.visit_entries(key, LruMap::prefetch_index, LruMap::prefetch_index);
+        }
+        for key in hashes {
+            self.visit_entries(key, LruMap::prefetch, LruMap::prefetch);
         }
         // The joined messages' records, now (being) loaded, name the threads: their keys are
         // loaded next, then hashed to prefetch the threads (unless the first pass guessed it).
@@ -569,26 +598,32 @@ impl Engine {
         }
     }
 
-    /// Starts loading the entries an event's lookups will reach first: its own message id's
-    /// record and thread, and the record (or, by thread id, the thread) it joins.
-    fn prefetch_entries(&self, keys: &EventKeys) {
+    /// Calls `on_record` and `on_thread` (one prefetch step each) for the entries an event's
+    /// lookups will reach first: its own message id's record and thread, and the record (or, by
+    /// thread id, the thread) it joins.
+    fn visit_entries(
+        &self,
+        keys: &EventKeys,
+        on_record: impl Fn(&LruMap<MessageRecord>, &KeyHash),
+        on_thread: impl Fn(&LruMap<Thread>, &KeyHash),
+    ) {
         if let Some(id) = &keys.id {
-            self.message_ids.prefetch(id);
+            on_record(&self.message_ids, id);
         }
         match &keys.join {
             // A thread id is the thread's key.
-            Some(join) if keys.by_thread_id => self.threads.prefetch(join),
+            Some(join) if keys.by_thread_id => on_thread(&self.threads, join),
             // A conversation's key is most often its first message's id: the References root
             // or the In-Reply-To itself. Its thread is prefetched on that guess; the record
             // names the true one (the last pass of `prefetch`).
             Some(join) => {
-                self.message_ids.prefetch(join);
-                self.threads.prefetch(join);
+                on_record(&self.message_ids, join);
+                on_thread(&self.threads, join);
             }
             // Nothing to join by: the event's own id will most likely be its thread's key.
             None => {
                 if let Some(id) = &keys.id {
-                    self.threads.prefetch(id);
+                    on_thread(&self.threads, id);
                 }
             }
         }
@@ -836,11 +871,8 @@ impl Engine {
         if settings.include_senders {
             thread.remember_sender(sender, &self.sender_buf);
         }
-        let windows = thread.windows.get_or_insert_with(|| {
-            Box::new(ReplyWindows::new(
-                &settings.rules.widths,
-                settings.max_reply_alls_per_thread,
-            ))
+        let windows = thread.windows_or_insert_with(|| {
+            ReplyWindows::new(&settings.rules.widths, settings.max_reply_alls_per_thread)
         });
         self.stats.reply_alls_dropped += windows.insert(
             ReplyAll {
@@ -854,23 +886,24 @@ impl Engine {
             thread.forget_absent_senders();
         }
 
-        if let Some(storm) = thread.storm.as_mut() {
+        if let Some(storm) = thread.storm_mut() {
             storm.last_arrival = self.arrival;
         }
-        let floor = match &thread.storm {
+        let floor = match thread.storm() {
             None => Severity::Warning,
             Some(storm) if storm.severity == Severity::Warning => Severity::Critical,
             // A critical storm cannot change until it ends.
             Some(_) => return true,
         };
-        let Some(windows) = thread.windows.as_deref() else {
+        let Some(windows) = thread.windows() else {
             return true;
         };
         let Some(rule) = settings.rules.first_holding(windows, floor) else {
             return true;
         };
         let (rule_name, severity) = (rule.name, rule.severity);
-        let kind = match &mut thread.storm {
+        let latest = windows.latest();
+        let kind = match thread.storm_mut() {
             Some(storm) => {
                 storm.severity = severity;
                 storm.rule = rule_name;
@@ -880,14 +913,14 @@ impl Engine {
             None => {
                 let epoch = self.next_epoch;
                 self.next_epoch += 1;
-                thread.storm = Some(Box::new(Storm {
+                thread.start_storm(Storm {
                     started_at: now,
                     severity,
                     rule: rule_name,
                     epoch,
                     last_arrival: self.arrival,
-                }));
-                let deadline = windows.latest().saturating_add(settings.quiet_period);
+                });
+                let deadline = latest.saturating_add(settings.quiet_period);
                 self.deadlines.push(Reverse((deadline, key.clone(), epoch)));
                 self.active.insert(key.clone());
                 self.stats.storms_started += 1;
@@ -910,17 +943,10 @@ impl Engine {
             let Some(thread) = self.threads.get_mut(&self.hasher.hash(&key)) else {
                 continue;
             };
-            if thread
-                .storm
-                .as_ref()
-                .is_none_or(|storm| storm.epoch != epoch)
-            {
+            if thread.storm().is_none_or(|storm| storm.epoch != epoch) {
                 continue;
             }
-            let latest = thread
-                .windows
-                .as_deref()
-                .map_or(Millis::MIN, ReplyWindows::latest);
+            let latest = thread.windows().map_or(Millis::MIN, ReplyWindows::latest);
             let actual = latest.saturating_add(self.settings.quiet_period);
             if actual > now {
                 // A newer reply-all moved the deadline since this entry was pushed.
@@ -959,7 +985,7 @@ fn evict_one(threads: &mut LruMap<Thread>, stats: &mut EngineStats) -> bool {
         let Some((hash, thread)) = threads.front() else {
             return false;
         };
-        if thread.storm.is_some() {
+        if thread.storm().is_some() {
             threads.touch(&hash);
             continue;
         }

@@ -693,6 +693,25 @@ fn capped(threads: usize, ids: usize, subjects: usize, per_thread: usize) -> Con
     config
 }
 
+/// A map that inserts before it evicts holds one entry over its cap for a moment: the
+/// reservation must count it, or the map doubles its slab at the cap (hundreds of MB at the
+/// default caps, in the middle of the traffic that filled it).
+#[test]
+fn a_reserved_engine_never_grows_its_maps_at_the_caps() {
+    let mut run = Run::with(capped(64, 256, 32, 10));
+    run.engine.reserve_capacity().expect("small caps");
+    let reserved = run.engine.map_capacities();
+    run.feed((0..2_000).map(|i| {
+        ev(serde_json::json!({
+            "timestamp": T0 + i, "message_id": format!("<m{i}@x>"), "sender": "a@x",
+            "recipient_count": 3000, "thread_id": format!("t{i}"), "subject": format!("s{i}"),
+        }))
+    }));
+    assert_eq!(run.engine.stats().message_id_evictions, 2_000 - 256);
+    assert_eq!(run.engine.stats().subject_evictions, 2_000 - 32);
+    assert_eq!(run.engine.map_capacities(), reserved);
+}
+
 #[test]
 fn threads_are_evicted_least_recently_active_first_but_never_an_active_storm() {
     let mut run = Run::with(capped(3, 100, 100, 100));
