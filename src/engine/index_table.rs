@@ -66,12 +66,6 @@ impl IndexTable {
         self.groups.len() * SIZED_PER_GROUP
     }
 
-    /// Bytes of its groups.
-    #[cfg(test)]
-    pub fn bytes(&self) -> usize {
-        std::mem::size_of_val(self.groups.as_slice())
-    }
-
     /// Asks the CPU to bring in the line where `hash`'s lookup starts.
     pub fn prefetch(&self, hash: u64) {
         if let Some(group) = self.groups.get(self.home(hash)) {
@@ -127,9 +121,9 @@ impl IndexTable {
         Ok(())
     }
 
-    /// Makes room for `capacity` entries, rebuilding from `entries` when it has less. The new
-    /// groups are written (zeroed) here, so the kernel backs them now rather than under later
-    /// inserts.
+    /// Makes room for `capacity` entries, rebuilding from `entries` when it has less. New groups
+    /// come from zeroed memory that the kernel backs as entries land on it (see
+    /// [`Self::pretouch`]).
     pub fn reserve<I>(
         &mut self,
         capacity: usize,
@@ -142,6 +136,19 @@ impl IndexTable {
             return Ok(());
         }
         self.rebuild(capacity, self.index_bits, entries())
+    }
+
+    /// Writes to every page of the groups, so that the kernel backs them now rather than one
+    /// page fault at a time under later inserts, and returns their bytes. Each write stores the
+    /// value it read: entries held stay as they are.
+    pub fn pretouch(&mut self) -> usize {
+        const PAGE: usize = 4096;
+        let step = PAGE / std::mem::size_of::<Group>();
+        for group in self.groups.iter_mut().step_by(step) {
+            // `black_box` keeps the optimizer from dropping a store of the value just read.
+            group.overflow = std::hint::black_box(group.overflow);
+        }
+        std::mem::size_of_val(self.groups.as_slice())
     }
 
     /// Removes `index`, held under `hash`. Returns whether it was held.

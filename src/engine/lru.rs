@@ -72,9 +72,9 @@ impl<V> LruMap<V> {
     /// Makes room for `capacity` entries in all, so inserts up to it never grow the table.
     /// Growing rehashes every entry (a random access into the slab each), which at millions of
     /// entries stops the caller for a sizeable fraction of a second; a service that must answer
-    /// within milliseconds reserves its caps once at start instead. The slab's reservation is
-    /// address space the kernel backs only as entries arrive; the index is written at once
-    /// (8 bytes per entry). Fails, changing nothing that matters, when the allocator refuses (a
+    /// within milliseconds reserves its caps once at start instead. Both reservations are
+    /// address space the kernel backs only as entries arrive (see [`Self::pretouch_reserved`]);
+    /// the index takes 8 bytes per entry. Fails, changing nothing that matters, when the allocator refuses (a
     /// cap far beyond the machine's memory): the map then grows as before.
     pub fn try_reserve(&mut self, capacity: usize) -> Result<(), ReserveError> {
         let capacity = capacity.min(MAX_ENTRIES);
@@ -85,12 +85,12 @@ impl<V> LruMap<V> {
             .map_err(|_| ReserveError)
     }
 
-    /// Writes to every page of the slab's reserved but unused room, so that the kernel backs it
-    /// now rather than one page fault at a time as entries arrive; returns the bytes of that
-    /// room. Why: a fault zeroes a fresh page (2 MiB where transparent huge pages apply) while
-    /// the caller waits, and the maps fill fastest exactly when a storm multiplies the input.
-    /// The room is written with zeros and stays unused capacity. (The index needs no such step:
-    /// [`Self::try_reserve`] writes it.)
+    /// Writes to every page of the slab's reserved but unused room and of the index, so that
+    /// the kernel backs them now rather than one page fault at a time as entries arrive;
+    /// returns the bytes of both. Why: a fault zeroes a fresh page (2 MiB where transparent
+    /// huge pages apply) while the caller waits, and the maps fill fastest exactly when a storm
+    /// multiplies the input. The slab's room is written with zeros and stays unused capacity;
+    /// the index's entries are rewritten as they are.
     pub fn pretouch_reserved(&mut self) -> usize {
         const PAGE: usize = 4096;
         let slot_bytes = std::mem::size_of::<Slot<V>>().max(1);
@@ -100,19 +100,13 @@ impl<V> LruMap<V> {
         }
         // Keeps the optimizer from dropping the writes as never read.
         std::hint::black_box(&mut *room);
-        room.len() * slot_bytes
+        room.len() * slot_bytes + self.table.pretouch()
     }
 
     /// The entries its slab and its index hold before they grow.
     #[cfg(test)]
     pub fn capacities(&self) -> (usize, usize) {
         (self.slots.capacity(), self.table.capacity())
-    }
-
-    /// Bytes of the hash index.
-    #[cfg(test)]
-    pub fn index_bytes(&self) -> usize {
-        self.table.bytes()
     }
 
     /// Entries held.
@@ -337,8 +331,12 @@ mod tests {
             map.insert_new(hasher.hash(&i.to_string()), i.to_string());
         }
         let slots = map.slots.capacity();
+        let index = map.table.capacity() / 8 * 64;
         let room = map.pretouch_reserved();
-        assert_eq!(room, (slots - 1_000) * std::mem::size_of::<Slot<String>>());
+        assert_eq!(
+            room,
+            (slots - 1_000) * std::mem::size_of::<Slot<String>>() + index
+        );
         assert_eq!((map.len(), map.slots.capacity()), (1_000, slots));
         assert_eq!(
             map.get(&hasher.hash("999")).map(String::as_str),
@@ -359,9 +357,11 @@ mod tests {
         map.try_reserve(100_000).expect("a small reservation");
         let (table, slots) = (map.table.capacity(), map.slots.capacity());
         let room = map.pretouch_reserved();
-        assert_eq!(room, slots * std::mem::size_of::<Slot<u32>>());
-        // 8 entries per 64-byte line of the index.
-        assert_eq!(map.index_bytes(), 100_000 / 8 * 64);
+        // The slab's room and the index: 8 entries per 64-byte line.
+        assert_eq!(
+            room,
+            slots * std::mem::size_of::<Slot<u32>>() + 100_000 / 8 * 64
+        );
         assert_eq!((map.len(), map.table.capacity()), (0, table));
         assert!(map.pop_front().is_none());
         for i in 0..100_000u32 {

@@ -288,8 +288,8 @@ impl Engine {
     /// on it, on the detection thread, and the maps fill fastest when a storm multiplies the
     /// input; touched at start, that cost is paid once, before any record is read, and a memory
     /// limit too small for the caps shows at start rather than in the middle of a storm. Call
-    /// it right after [`Self::reserve_capacity`], which already wrote the maps' hash indexes
-    /// (about 41 MB at the default caps): this backs the slabs (276 MB).
+    /// it right after [`Self::reserve_capacity`]: it backs the slabs' room (about 260 MB at
+    /// the default caps) and the hash indexes (about 41 MB).
     pub fn pretouch_reserved(&mut self) -> usize {
         self.threads.pretouch_reserved()
             + self.message_ids.pretouch_reserved()
