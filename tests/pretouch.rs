@@ -33,16 +33,20 @@ fn pretouch_backs_the_reserved_room_which_a_reservation_alone_does_not() {
         .expect("a reservation of about 130 MB");
     let reserved = resident_bytes().saturating_sub(start);
     let room = engine.pretouch_reserved();
-    let touched = resident_bytes().saturating_sub(start + reserved);
+    let backed = resident_bytes().saturating_sub(start);
 
     // A message id's entry alone takes more than 32 bytes.
     assert!(room > 2_000_000 * 32, "room {room}");
+    // The slabs are address space until touched. The hash indexes (about 14% of the room
+    // here) come zeroed from the allocator: mimalloc, the binary's, leaves fresh memory
+    // untouched, while the system allocator this test runs on writes the zeros at once for
+    // their 64-byte alignment, so they may be backed by the reservation already.
     assert!(
         reserved < room / 4,
         "a reservation backed {reserved} of {room} bytes of room"
     );
     assert!(
-        touched >= room / 10 * 9,
-        "pretouch backed {touched} of {room} bytes"
+        backed >= room / 10 * 9,
+        "after pretouch {backed} of {room} bytes are backed ({reserved} by the reservation)"
     );
 }
