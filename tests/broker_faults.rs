@@ -167,7 +167,11 @@ fn committed(c: &Cluster, partition: i32) -> Option<i64> {
 #[test]
 fn no_offset_is_committed_ahead_of_an_alert_while_its_broker_is_down() {
     let c = split_cluster();
-    let service = c.start(&c.config);
+    // The merge must wait for the partition fetched second (below): on a loaded machine that
+    // fetch once took longer than the default 500 ms, and a record came in late.
+    let mut config = c.config.clone();
+    config.kafka.merge_max_wait = Duration::from_secs(10);
+    let service = c.start(&config);
     let metrics = format!("http://{}/metrics", service.http_address());
     wait_for_metrics(&metrics, "partitions assigned", |t| {
         t.lines().any(|l| l == "stormwatch_caught_up 1")
