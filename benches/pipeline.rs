@@ -124,7 +124,12 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(lines.len() as u64));
     group.bench_function("replay_end_to_end", |b| {
         b.iter_batched(
-            || Engine::from_config(&config),
+            // As `stormwatch replay` does.
+            || {
+                let mut engine = Engine::from_config(&config);
+                engine.reserve_entries().expect("the slabs' room");
+                engine
+            },
             |mut engine| {
                 let mut sink = std::io::sink();
                 replay(

@@ -94,6 +94,8 @@ fn full_replay(path: &str) -> anyhow::Result<Pass> {
     let mut midpoint = Midpoint::new(path)?;
     let input = BufReader::with_capacity(READ_BUFFER, File::open(path)?);
     let mut engine = Engine::from_config(&Config::default());
+    // As the binary does.
+    engine.reserve_entries()?;
     let mut sink = std::io::sink();
     let summary = replay(
         input,

@@ -41,6 +41,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         ..ReplayOptions::default()
     };
     let mut engine = Engine::from_config(&config);
+    if let Err(error) = engine.reserve_entries() {
+        tracing::warn!(%error, "the engine's maps will grow as needed (limits.* are larger than the memory available)");
+    }
     let (input, length): (Box<dyn BufRead>, Option<u64>) = if args.input == "-" {
         (
             Box::new(BufReader::with_capacity(READ_BUFFER, io::stdin().lock())),

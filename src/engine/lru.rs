@@ -80,6 +80,12 @@ impl<V> LruMap<V> {
         let capacity = capacity.min(MAX_ENTRIES);
         let slots = &self.slots;
         self.table.reserve(capacity, || Self::held(slots))?;
+        self.try_reserve_slab(capacity)
+    }
+
+    /// [`Self::try_reserve`] for the slab alone: the index still grows with the entries.
+    pub fn try_reserve_slab(&mut self, capacity: usize) -> Result<(), ReserveError> {
+        let capacity = capacity.min(MAX_ENTRIES);
         self.slots
             .try_reserve(capacity.saturating_sub(self.slots.len()))
             .map_err(|_| ReserveError)

@@ -283,6 +283,20 @@ impl Engine {
         self.subjects.try_reserve(lengths.subjects)
     }
 
+    /// Reserves room for the caps' entries in the maps' slabs, but not in their hash indexes:
+    /// for replay, whose maps grow with the input. A slab grown by doubling copies its entries
+    /// at each step and leaves the old copy behind (with the kernel zeroing fresh pages for
+    /// both); reserved, it is address space that the kernel backs only as entries arrive, in
+    /// order, so a short input costs no more memory than before. An index is different: entries
+    /// land on it at random, so a reserved one would be backed whole however few entries it
+    /// held. On failure the slabs simply grow as needed.
+    pub fn reserve_entries(&mut self) -> Result<(), ReserveError> {
+        let lengths = MapLengths::of(&self.settings);
+        self.threads.try_reserve_slab(lengths.threads)?;
+        self.message_ids.try_reserve_slab(lengths.message_ids)?;
+        self.subjects.try_reserve_slab(lengths.subjects)
+    }
+
     /// Has the kernel back the maps' reserved room now (see [`Self::reserve_capacity`]), and
     /// returns its bytes. A fresh page costs a fault and a zeroing the first time an entry lands
     /// on it, on the detection thread, and the maps fill fastest when a storm multiplies the
