@@ -167,10 +167,14 @@ fn committed(c: &Cluster, partition: i32) -> Option<i64> {
 #[test]
 fn no_offset_is_committed_ahead_of_an_alert_while_its_broker_is_down() {
     let c = split_cluster();
-    // The merge must wait for the partition fetched second (below): on a loaded machine that
-    // fetch once took longer than the default 500 ms, and a record came in late.
+    // The merge orders the two partitions only while it knows one may still deliver: right
+    // after a partition reported its end, a fetch of the other can run ahead of it
+    // (src/source/merge.rs), and on a busy machine one tick came in a step (10 minutes) behind
+    // the other partition's and was counted late. This test is about commits, so it allows that
+    // much lateness; the commit rule still passes the storm (its holdback is 60 + 20 minutes of
+    // the 150 minutes of stream time below).
     let mut config = c.config.clone();
-    config.kafka.merge_max_wait = Duration::from_secs(10);
+    config.detection.allowed_lateness = Duration::from_secs(20 * 60);
     let service = c.start(&config);
     let metrics = format!("http://{}/metrics", service.http_address());
     wait_for_metrics(&metrics, "partitions assigned", |t| {
