@@ -99,8 +99,9 @@ impl IndexTable {
 
     /// Adds `index` under `hash`; the caller makes sure it is not held yet. When the table is
     /// full for its size, or `index` needs more bits than it has, it is first rebuilt from
-    /// `entries` (every held index with its hash). Fails only when the allocator refuses the
-    /// larger table, and then changes nothing.
+    /// `entries` (every held index with its hash). When the allocator refuses that rebuild, the
+    /// error is returned, and the entry still goes in if its index fits: a table sized for 8
+    /// entries a group has room for 15.
     pub fn insert<I>(
         &mut self,
         hash: u64,
@@ -111,14 +112,18 @@ impl IndexTable {
         I: IntoIterator<Item = (u64, u32)>,
     {
         let index_bits = self.index_bits.max(bits_for(index));
-        if self.len >= self.capacity() {
+        let rebuilt = if self.len >= self.capacity() {
             let wanted = (self.len + 1).max(2 * self.capacity());
-            self.rebuild(wanted, index_bits, entries())?;
+            self.rebuild(wanted, index_bits, entries())
         } else if index_bits != self.index_bits {
-            self.rebuild(self.capacity(), index_bits, entries())?;
+            self.rebuild(self.capacity(), index_bits, entries())
+        } else {
+            Ok(())
+        };
+        if bits_for(index) <= self.index_bits {
+            self.place(hash, index);
         }
-        self.place(hash, index);
-        Ok(())
+        rebuilt
     }
 
     /// Makes room for `capacity` entries, rebuilding from `entries` when it has less. New groups

@@ -69,13 +69,13 @@ impl<V> LruMap<V> {
             .map(|(slot, index)| (slot.key.table_hash(), index))
     }
 
-    /// Makes room for `capacity` entries in all, so inserts up to it never grow the table.
-    /// Growing rehashes every entry (a random access into the slab each), which at millions of
-    /// entries stops the caller for a sizeable fraction of a second; a service that must answer
-    /// within milliseconds reserves its caps once at start instead. Both reservations are
-    /// address space the kernel backs only as entries arrive (see [`Self::pretouch_reserved`]);
-    /// the index takes 8 bytes per entry. Fails, changing nothing that matters, when the allocator refuses (a
-    /// cap far beyond the machine's memory): the map then grows as before.
+    /// Makes room for `capacity` entries in all, so inserts up to it never grow the map.
+    /// Growing copies the slab and rebuilds the index from it, which at millions of entries
+    /// stops the caller for a sizeable fraction of a second; a service that must answer within
+    /// milliseconds reserves its caps once at start instead. Both reservations are address
+    /// space the kernel backs only as entries arrive (see [`Self::pretouch_reserved`]); the
+    /// index takes 8 bytes per entry. Fails, changing nothing that matters, when the allocator
+    /// refuses (a cap far beyond the machine's memory): the map then grows as before.
     pub fn try_reserve(&mut self, capacity: usize) -> Result<(), ReserveError> {
         let capacity = capacity.min(MAX_ENTRIES);
         let slots = &self.slots;
@@ -194,8 +194,8 @@ impl<V> LruMap<V> {
             }
         };
         let slots = &self.slots;
-        // A rebuild the allocator refused leaves the index at its size, which has room for
-        // nearly twice the entries it is sized for: the entry still goes in.
+        // A rebuild the allocator refused leaves the index at its size, and the entry still
+        // goes in (`IndexTable::insert`).
         let _ = self
             .table
             .insert(key.table_hash(), index, || Self::held(slots));
