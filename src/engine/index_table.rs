@@ -77,8 +77,7 @@ impl IndexTable {
     /// `is_match` is asked only on a tag match, so a caller may compare the key itself there.
     pub fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<u32> {
         let (tag, tag_mask, index_mask) = self.tag_of(hash);
-        let mut at = self.home(hash);
-        for _ in 0..self.groups.len() {
+        for at in self.probe(hash) {
             let group = self.groups.get(at)?;
             let mut found = matches(group, tag, tag_mask, index_mask);
             while found != 0 {
@@ -92,7 +91,6 @@ impl IndexTable {
             if group.overflow == 0 {
                 return None;
             }
-            at = self.next(at);
         }
         None
     }
@@ -162,9 +160,7 @@ impl IndexTable {
             return false;
         };
         let (_, _, index_mask) = self.tag_of(hash);
-        let home = self.home(hash);
-        let mut at = home;
-        for _ in 0..self.groups.len() {
+        for at in self.probe(hash) {
             let Some(group) = self.groups.get_mut(at) else {
                 return false;
             };
@@ -176,30 +172,27 @@ impl IndexTable {
                 *entry = 0;
                 self.len -= 1;
                 // The groups it went past no longer have it beyond them.
-                let mut passed = home;
-                while passed != at {
+                for passed in self.probe(hash).take_while(|&passed| passed != at) {
                     if let Some(group) = self.groups.get_mut(passed) {
                         group.overflow = group.overflow.saturating_sub(1);
                     }
-                    passed = self.next(passed);
                 }
                 return true;
             }
             if group.overflow == 0 {
                 return false;
             }
-            at = self.next(at);
         }
         false
     }
 
-    /// Puts `index` in the first group with room from `hash`'s home on. There is always room:
-    /// the table holds at most [`SIZED_PER_GROUP`] of every [`ENTRIES_PER_GROUP`] entries.
+    /// Puts `index` in the first group with room from `hash`'s home on. There is room: the
+    /// table holds [`SIZED_PER_GROUP`] of every [`ENTRIES_PER_GROUP`] entries, and more only
+    /// after refused rebuilds (see [`Self::insert`]).
     fn place(&mut self, hash: u64, index: u32) {
         let (tag, _, index_mask) = self.tag_of(hash);
         let entry = tag | (index.wrapping_add(1) & index_mask);
-        let mut at = self.home(hash);
-        for _ in 0..self.groups.len() {
+        for at in self.probe(hash) {
             let Some(group) = self.groups.get_mut(at) else {
                 return;
             };
@@ -209,7 +202,6 @@ impl IndexTable {
                 return;
             }
             group.overflow = group.overflow.saturating_add(1);
-            at = self.next(at);
         }
     }
 
@@ -237,12 +229,11 @@ impl IndexTable {
         ((u128::from(hash) * self.groups.len() as u128) >> 64) as usize
     }
 
-    fn next(&self, at: usize) -> usize {
-        if at + 1 >= self.groups.len() {
-            0
-        } else {
-            at + 1
-        }
+    /// The groups `hash`'s probe visits, in order: from its home to the last group, then from
+    /// the first (each group once). Borrows nothing, so the caller may change groups on the way.
+    fn probe(&self, hash: u64) -> impl Iterator<Item = usize> {
+        let home = self.home(hash);
+        (home..self.groups.len()).chain(0..home)
     }
 
     /// `hash`'s tag in place, the mask of the tag bits and the mask of the index bits. The tag
@@ -445,10 +436,8 @@ mod tests {
         for (at, group) in table.groups.iter().enumerate() {
             for &entry in group.entries.iter().filter(|&&entry| entry != 0) {
                 let hash = model[&((entry & index_mask) - 1)];
-                let mut passed = table.home(hash);
-                while passed != at {
+                for passed in table.probe(hash).take_while(|&passed| passed != at) {
                     expected[passed] += 1;
-                    passed = table.next(passed);
                 }
             }
         }
