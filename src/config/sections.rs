@@ -247,7 +247,9 @@ pub struct LimitsConfig {
     /// Tracked threads; only threads without an active storm are evicted, least recently
     /// active first.
     pub max_threads: usize,
-    /// Remembered message ids (for duplicates and In-Reply-To/References joins).
+    /// Remembered message ids (for duplicates and In-Reply-To/References joins). Only ids that
+    /// belong to a thread named otherwise, or that counted as a reply-all, take room: a message
+    /// that starts its own conversation is found again without a record.
     pub max_message_ids: usize,
     /// Remembered big-audience subjects (for subject-only replies).
     pub max_subjects: usize,

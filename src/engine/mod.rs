@@ -11,7 +11,8 @@
 //!   storm; each holds its latest subject, its reply-alls in [`window::ReplyWindows`] (capped by
 //!   `limits.max_reply_alls_per_thread`) and its storm, if any;
 //! - message id -> thread key and "counted as a reply-all at" (`limits.max_message_ids`), for
-//!   References/In-Reply-To joins and duplicates;
+//!   References/In-Reply-To joins and duplicates; only for ids that join a thread named
+//!   otherwise or counted as a reply-all (an id that is its own thread's key needs no record);
 //! - normalized subject -> thread key for big-audience messages (`limits.max_subjects`), for
 //!   replies that carry only a subject;
 //! - a min-heap of active storms' end deadlines, so ending storms costs nothing per event.
@@ -707,7 +708,7 @@ impl Engine {
         let counted = self.apply_to_thread(hash, &key, event, is_reply_all, now, alerts);
         if let Some(id_hash) = id_hash {
             // Only a reply-all that was counted makes later lines of its message duplicates.
-            self.record_message(id_hash, &key, counted.then_some(at));
+            self.record_message(id_hash, hash, &key, counted.then_some(at));
         }
         if counted {
             self.stats.counted += 1;
@@ -802,7 +803,20 @@ impl Engine {
     }
 
     /// Records `message_id -> key` (latest wins), keeping the time it counted as a reply-all.
-    fn record_message(&mut self, id_hash: KeyHash, key: &Arc<str>, counted_at: Option<Millis>) {
+    ///
+    /// A message that is its own thread's key (`key_hash == id_hash`: it starts a conversation,
+    /// as most messages do) and did not count gets no new record, because every lookup that
+    /// finds none answers the same: a join falls back to the id itself as the thread key, and
+    /// the message is no duplicate. So `limits.max_message_ids`, and the memory it bounds, go
+    /// to the ids that join a reply to a thread named otherwise, or that make duplicates. A
+    /// record the id already has is still updated: it may name another thread, or hold a count.
+    fn record_message(
+        &mut self,
+        id_hash: KeyHash,
+        key_hash: KeyHash,
+        key: &Arc<str>,
+        counted_at: Option<Millis>,
+    ) {
         if let Some(record) = self.message_ids.touch(&id_hash) {
             if !Arc::ptr_eq(&record.thread, key) {
                 record.thread = key.clone();
@@ -810,6 +824,9 @@ impl Engine {
             if let Some(counted_at) = counted_at {
                 record.counted_at = counted_at;
             }
+            return;
+        }
+        if counted_at.is_none() && key_hash == id_hash {
             return;
         }
         self.message_ids.insert_new(

@@ -371,11 +371,15 @@ fn configured_thresholds_are_used() {
 fn late_events_are_not_accepted() {
     let mut run = Run::new();
     run.feed([tick(10.0, "clock")]);
+    // Replies, so that an accepted one leaves a message-id record (see
+    // `a_message_that_starts_its_own_thread_needs_no_record`).
     run.feed([ev(serde_json::json!({
         "timestamp": T0 + 9 * MIN - 1, "message_id": "late", "sender": "a@x", "recipient_count": 1,
+        "in_reply_to": "parent",
     }))]);
     run.feed([ev(serde_json::json!({
         "timestamp": T0 + 9 * MIN, "message_id": "just-in-time", "sender": "a@x", "recipient_count": 1,
+        "in_reply_to": "parent",
     }))]);
     assert_eq!(
         run.outcomes,
@@ -385,7 +389,7 @@ fn late_events_are_not_accepted() {
     assert_eq!(run.engine.stats().late, 1);
     assert_eq!(
         run.engine.remembered_message_ids(),
-        2,
+        1,
         "a late event updates no map"
     );
 }
@@ -725,6 +729,77 @@ fn replay_reserves_the_slabs_but_lets_the_indexes_grow() {
 }
 
 /// `n` big-audience messages, each starting its own conversation with its own subject.
+/// Most messages start their own conversation: the thread key is the message id itself, and a
+/// record of it would answer nothing a missing one does not. Such messages take none of
+/// `limits.max_message_ids`, so the ids that do join replies to a thread named otherwise stay
+/// remembered longer.
+#[test]
+fn a_message_that_starts_its_own_thread_needs_no_record() {
+    let mut run = Run::with(capped(1000, 1, 100, 100));
+    let message = |minute: i64, id: &str, fields: serde_json::Value| {
+        let mut event = serde_json::json!({
+            "timestamp": T0 + minute * MIN, "message_id": id, "sender": format!("{id}@x"),
+            "recipient_count": 3000, "subject": "RE: Parking",
+        });
+        if let (Some(event), Some(fields)) = (event.as_object_mut(), fields.as_object()) {
+            event.extend(fields.clone());
+        }
+        ev(event)
+    };
+    run.feed([message(
+        0,
+        "root",
+        serde_json::json!({ "subject": "Parking" }),
+    )]);
+    assert_eq!(run.engine.remembered_message_ids(), 0);
+    // A reply joined by In-Reply-To names the root's thread: that needs a record (the cap's
+    // one), and new conversations after it do not evict it.
+    run.feed([message(
+        1,
+        "r1",
+        serde_json::json!({ "in_reply_to": "root" }),
+    )]);
+    run.feed((0..20).map(|i| tick(2.0 + f64::from(i) / 10.0, &format!("other{i}"))));
+    assert_eq!(run.engine.remembered_message_ids(), 1);
+    assert_eq!(run.engine.stats().message_id_evictions, 0);
+    // So a reply to the reply still reaches the root's thread, and the storm is on it.
+    run.feed([message(5, "r2", serde_json::json!({ "in_reply_to": "r1" }))]);
+    run.feed([message(6, "r3", serde_json::json!({ "in_reply_to": "r2" }))]);
+    assert_eq!(
+        run.kinds(),
+        vec![(
+            AlertKind::StormStarted,
+            "root",
+            Severity::Warning,
+            RuleName::Early
+        )]
+    );
+}
+
+/// A record an id already has is still updated when a later line of the message makes the id
+/// its own thread's key: the record named another thread, and a join must not go there.
+#[test]
+fn a_later_line_that_makes_the_id_its_own_key_updates_its_record() {
+    let mut run = Run::new();
+    let with_thread = |thread: Option<&str>| {
+        let mut event = serde_json::json!({
+            "timestamp": T0, "message_id": "m", "sender": "a@x", "recipient_count": 3,
+        });
+        if let (Some(event), Some(thread)) = (event.as_object_mut(), thread) {
+            event.insert("in_reply_to".into(), thread.into());
+        }
+        ev(event)
+    };
+    run.feed([with_thread(Some("elsewhere"))]);
+    assert_eq!(run.engine.remembered_message_ids(), 1);
+    run.feed([with_thread(None)]);
+    let reply = ev(serde_json::json!({
+        "timestamp": T0, "message_id": "reply", "sender": "b@x", "recipient_count": 3,
+        "in_reply_to": "m",
+    }));
+    assert_eq!(run.engine.thread_key_of(&reply).as_deref(), Some("m"));
+}
+
 fn new_conversations(n: i64) -> impl Iterator<Item = Event<'static>> {
     (0..n).map(|i| {
         ev(serde_json::json!({
@@ -791,6 +866,7 @@ fn message_id_and_subject_maps_are_capped() {
         ev(serde_json::json!({
             "timestamp": T0 + i * MIN, "message_id": format!("m{i}"), "sender": "a@x",
             "recipient_count": 5000, "subject": format!("Announcement {i}"),
+            "thread_id": format!("t{i}"),
         }))
     }));
     assert_eq!(run.engine.remembered_message_ids(), 5);
