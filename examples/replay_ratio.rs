@@ -10,7 +10,8 @@
 //! middle (10M `mixed` events), the second half's ratio is the steady state's.
 //!
 //! `cargo run --release --example replay_ratio -- FILE [ROUNDS]` (default 3 rounds). Uses the
-//! same allocator as the `stormwatch` binary (mimalloc).
+//! same allocator as the `stormwatch` binary (mimalloc), with its memory in 4 KiB pages as
+//! replay has it.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -120,6 +121,8 @@ fn median(mut times: Vec<Duration>) -> Duration {
 
 fn main() -> anyhow::Result<()> {
     stormwatch::allocator::keep_freed_memory();
+    // As `stormwatch replay` does (see the function).
+    stormwatch::allocator::avoid_transparent_huge_pages()?;
     let mut args = std::env::args().skip(1);
     let path = args
         .next()

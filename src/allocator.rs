@@ -1,5 +1,6 @@
 //! The settings of the allocator the `stormwatch` binary runs with (mimalloc, its global
-//! allocator; the Kafka bench and the replay-ratio example use the same).
+//! allocator; the Kafka bench and the replay-ratio example use the same), and how the kernel
+//! backs its memory.
 
 /// mimalloc's `mi_option_purge_delay` (`mimalloc.h`, `mi_option_e`; the same index in its v2
 /// and v3). `libmimalloc-sys` names no constant for it.
@@ -24,9 +25,42 @@ pub fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
 
+/// Asks the kernel not to back this process's memory with transparent huge pages (Linux
+/// `prctl(PR_SET_THP_DISABLE)`; elsewhere nothing to do). For `replay`, whose maps fill from
+/// empty while it runs.
+///
+/// Why: mimalloc asks for huge pages on its arenas (`MADV_HUGEPAGE`), so each first touch of
+/// the maps' growing slabs and indexes faulted in and zeroed 2 MiB at once. On the benchmark
+/// machine (a KVM guest) those faults cost twice the system time of the same memory in 4 KiB
+/// pages: a 5M-event replay spent 1.1 to 1.7 s in the kernel with them and 0.7 s without, in
+/// 8 runs alternated, with the same user time (BENCHMARKS.md, session 9). The service keeps
+/// huge pages: it backs its maps once at start (`limits.pretouch`), and afterwards fewer TLB
+/// misses are what counts.
+pub fn avoid_transparent_huge_pages() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and sets a flag of this
+        // process; it touches no memory of ours.
+        let result = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        if result != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn transparent_huge_pages_are_off_for_the_process_after_asking() {
+        avoid_transparent_huge_pages().expect("prctl(PR_SET_THP_DISABLE) on Linux");
+        // SAFETY: PR_GET_THP_DISABLE reads the flag; it takes no pointers.
+        let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        assert_eq!(disabled, 1);
+    }
 
     #[test]
     fn the_purge_delay_is_the_option_mimalloc_reads_and_is_set_to_never() {

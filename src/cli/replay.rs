@@ -40,6 +40,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         input: config.input.clone(),
         ..ReplayOptions::default()
     };
+    if let Err(error) = stormwatch::allocator::avoid_transparent_huge_pages() {
+        tracing::debug!(%error, "transparent huge pages stay on");
+    }
     let mut engine = Engine::from_config(&config);
     if let Err(error) = engine.reserve_entries() {
         tracing::warn!(%error, "the engine's maps will grow as needed (limits.* are larger than the memory available)");
