@@ -127,7 +127,9 @@ fn benches(c: &mut Criterion) {
             // As `stormwatch replay` does.
             || {
                 let mut engine = Engine::from_config(&config);
-                engine.reserve_entries().expect("the slabs' room");
+                engine
+                    .reserve_entries(Some(lines.len()))
+                    .expect("the maps' room");
                 engine
             },
             |mut engine| {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use stormwatch::config::Config;
 use stormwatch::decode::{decode_json, DecodeOptions, DEFAULT_MAX_RECORD_BYTES};
 use stormwatch::engine::Engine;
-use stormwatch::replay::{replay, LineReader, Record, ReplayOptions};
+use stormwatch::replay::{events_at_most, replay, LineReader, Record, ReplayOptions};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -96,7 +96,7 @@ fn full_replay(path: &str) -> anyhow::Result<Pass> {
     let input = BufReader::with_capacity(READ_BUFFER, File::open(path)?);
     let mut engine = Engine::from_config(&Config::default());
     // As the binary does.
-    engine.reserve_entries()?;
+    engine.reserve_entries(Some(events_at_most(std::fs::metadata(path)?.len())))?;
     let mut sink = std::io::sink();
     let summary = replay(
         input,

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use stormwatch::config::Config;
 use stormwatch::decode::InputFormat;
 use stormwatch::engine::{millis, Engine};
-use stormwatch::replay::{replay, ReplayOptions};
+use stormwatch::replay::{events_at_most, replay, ReplayOptions};
 
 /// Arguments of `stormwatch replay`.
 #[derive(Debug, Args)]
@@ -43,10 +43,6 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if let Err(error) = stormwatch::allocator::avoid_transparent_huge_pages() {
         tracing::debug!(%error, "transparent huge pages stay on");
     }
-    let mut engine = Engine::from_config(&config);
-    if let Err(error) = engine.reserve_entries() {
-        tracing::warn!(%error, "the engine's maps will grow as needed (limits.* are larger than the memory available)");
-    }
     let (input, length): (Box<dyn BufRead>, Option<u64>) = if args.input == "-" {
         (
             Box::new(BufReader::with_capacity(READ_BUFFER, io::stdin().lock())),
@@ -61,6 +57,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             length,
         )
     };
+    let mut engine = Engine::from_config(&config);
+    if let Err(error) = engine.reserve_entries(length.map(events_at_most)) {
+        tracing::warn!(%error, "the engine's maps will grow as needed (limits.* are larger than the memory available)");
+    }
     let bar = progress_bar(length);
     let stdout = io::stdout();
     let mut output = stdout.lock();

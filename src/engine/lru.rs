@@ -83,6 +83,13 @@ impl<V> LruMap<V> {
         self.try_reserve_slab(capacity)
     }
 
+    /// [`Self::try_reserve`] for the index alone.
+    pub fn try_reserve_index(&mut self, capacity: usize) -> Result<(), ReserveError> {
+        let capacity = capacity.min(MAX_ENTRIES);
+        let slots = &self.slots;
+        self.table.reserve(capacity, || Self::held(slots))
+    }
+
     /// [`Self::try_reserve`] for the slab alone: the index still grows with the entries.
     pub fn try_reserve_slab(&mut self, capacity: usize) -> Result<(), ReserveError> {
         let capacity = capacity.min(MAX_ENTRIES);

@@ -711,12 +711,13 @@ fn a_reserved_engine_never_grows_its_maps_at_the_caps() {
     assert_eq!(run.engine.map_capacities(), reserved);
 }
 
-/// Replay reserves the slabs (which would otherwise copy themselves at each doubling) and
-/// lets the hash indexes grow with the input (a reserved index is backed whole).
+/// Replay reserves the slabs for the caps (they would otherwise copy themselves at each
+/// doubling) and the hash indexes for what the input can bring, at most the caps; of an input
+/// of unknown size, the indexes grow with it.
 #[test]
-fn replay_reserves_the_slabs_but_lets_the_indexes_grow() {
+fn replay_reserves_the_slabs_for_the_caps_and_the_indexes_for_the_input() {
     let mut run = Run::with(capped(64, 256, 32, 10));
-    run.engine.reserve_entries().expect("small caps");
+    run.engine.reserve_entries(None).expect("small caps");
     assert_eq!(
         run.engine.map_capacities(),
         [(64, 0), (257, 0), (33, 0)],
@@ -726,9 +727,26 @@ fn replay_reserves_the_slabs_but_lets_the_indexes_grow() {
     let grown = run.engine.map_capacities();
     assert_eq!(grown.map(|(slab, _)| slab), [64, 257, 33]);
     assert!(grown.iter().all(|&(_, index)| index >= 64), "{grown:?}");
+
+    // An input of at most 100 events: indexes for 100 entries, or the cap where it is less
+    // (rounded up to whole 8-entry groups).
+    let mut run = Run::with(capped(64, 256, 32, 10));
+    run.engine.reserve_entries(Some(100)).expect("small caps");
+    let reserved = run.engine.map_capacities();
+    assert_eq!(reserved, [(64, 64), (257, 104), (33, 40)]);
+    run.feed(new_conversations(100));
+    assert_eq!(run.engine.map_capacities(), reserved, "nothing grew");
+    // An input as large as the caps or larger: the indexes for the caps.
+    let mut run = Run::with(capped(64, 256, 32, 10));
+    run.engine
+        .reserve_entries(Some(1 << 40))
+        .expect("small caps");
+    assert_eq!(
+        run.engine.map_capacities(),
+        [(64, 64), (257, 264), (33, 40)]
+    );
 }
 
-/// `n` big-audience messages, each starting its own conversation with its own subject.
 /// Most messages start their own conversation: the thread key is the message id itself, and a
 /// record of it would answer nothing a missing one does not. Such messages take none of
 /// `limits.max_message_ids`, so the ids that do join replies to a thread named otherwise stay
@@ -800,6 +818,7 @@ fn a_later_line_that_makes_the_id_its_own_key_updates_its_record() {
     assert_eq!(run.engine.thread_key_of(&reply).as_deref(), Some("m"));
 }
 
+/// `n` big-audience messages, each starting its own conversation with its own subject.
 fn new_conversations(n: i64) -> impl Iterator<Item = Event<'static>> {
     (0..n).map(|i| {
         ev(serde_json::json!({

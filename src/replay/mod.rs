@@ -52,6 +52,16 @@ impl Default for ReplayOptions {
     }
 }
 
+/// The shortest line an event can come from: `{"timestamp":0,"message_id":"","sender":"",
+/// "recipient_count":0}` is 64 bytes with its newline.
+const SHORTEST_EVENT_LINE: u64 = 64;
+
+/// At most how many events an input of `bytes` bytes holds, for sizing the engine's maps
+/// ([`crate::engine::Engine::reserve_entries`]).
+pub fn events_at_most(bytes: u64) -> usize {
+    usize::try_from(bytes / SHORTEST_EVENT_LINE).unwrap_or(usize::MAX)
+}
+
 /// Reads every record of `input`, feeds the engine, and writes each alert as one JSON line to
 /// `output` as soon as it is decided (flushed, so a pipeline sees it at once). `progress` is
 /// called now and then with the bytes read so far. Output errors stop the replay (a closed pipe
@@ -375,6 +385,28 @@ fn write_alerts<W: Write>(output: &mut W, alerts: &[crate::alert::Alert]) -> io:
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    /// The bound that sizes the maps for an input holds: the shortest line that decodes to an
+    /// event is the constant's length, so no input holds more events than its bytes allow.
+    #[test]
+    fn an_input_holds_at_most_one_event_per_shortest_line() {
+        let shortest =
+            "{\"timestamp\":0,\"message_id\":\"\",\"sender\":\"\",\"recipient_count\":0}\n";
+        assert_eq!(shortest.len() as u64, SHORTEST_EVENT_LINE);
+        let summary = replay_into(
+            shortest.as_bytes(),
+            &mut Engine::from_config(&Config::default()),
+            &mut Vec::new(),
+        )
+        .expect("in memory");
+        assert_eq!(
+            (summary.malformed_total(), summary.ignored),
+            (0, 1),
+            "it decodes"
+        );
+        assert_eq!(events_at_most(0), 0);
+        assert_eq!(events_at_most(SHORTEST_EVENT_LINE * 1000 + 63), 1000);
+    }
 
     /// Replays `input` into `output` with the default configuration.
     fn replay_into(
