@@ -122,7 +122,9 @@ fn median(mut times: Vec<Duration>) -> Duration {
 fn main() -> anyhow::Result<()> {
     stormwatch::allocator::keep_freed_memory();
     // As `stormwatch replay` does (see the function).
-    stormwatch::allocator::avoid_transparent_huge_pages()?;
+    if let Err(error) = stormwatch::allocator::avoid_transparent_huge_pages() {
+        eprintln!("transparent huge pages stay on: {error}");
+    }
     let mut args = std::env::args().skip(1);
     let path = args
         .next()

@@ -39,9 +39,11 @@ pub fn keep_freed_memory() {
 pub fn avoid_transparent_huge_pages() -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and sets a flag of this
-        // process; it touches no memory of ours.
-        let result = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        // SAFETY: PR_SET_THP_DISABLE takes integer arguments only (passed as the `unsigned
+        // long`s the kernel reads) and sets a flag of this process's address space, which a
+        // forked child would inherit (replay forks none); it touches no memory of ours.
+        let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        let result = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, on, unused, unused, unused) };
         if result != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -57,8 +59,10 @@ mod tests {
     #[test]
     fn transparent_huge_pages_are_off_for_the_process_after_asking() {
         avoid_transparent_huge_pages().expect("prctl(PR_SET_THP_DISABLE) on Linux");
+        let unused: libc::c_ulong = 0;
         // SAFETY: PR_GET_THP_DISABLE reads the flag; it takes no pointers.
-        let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        let disabled =
+            unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, unused, unused, unused, unused) };
         assert_eq!(disabled, 1);
     }
 

@@ -20,7 +20,8 @@
 //! count of remembered ids). Under the tight limits, records that used to be evicted to make
 //! room for such ids are now kept, so a few more replies join their thread: one more reply-all
 //! on the `nhs-2016-tight` storm, and a different latest subject on nine `mixed-sensitive`
-//! storms (the reply counts are unchanged).
+//! storms (their reply counts are unchanged; two more reply-alls were dropped at the per-thread
+//! cap in all).
 
 use std::fmt::Write as _;
 use std::ops::ControlFlow;

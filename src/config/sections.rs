@@ -247,9 +247,9 @@ pub struct LimitsConfig {
     /// Tracked threads; only threads without an active storm are evicted, least recently
     /// active first.
     pub max_threads: usize,
-    /// Remembered message ids (for duplicates and In-Reply-To/References joins). Only ids that
-    /// belong to a thread named otherwise, or that counted as a reply-all, take room: a message
-    /// that starts its own conversation is found again without a record.
+    /// Remembered message ids (for duplicates and In-Reply-To/References joins). A message that
+    /// starts its own conversation (and did not count as a reply-all) gets no record: it is
+    /// found again without one. The room goes to ids that belong to a thread named otherwise.
     pub max_message_ids: usize,
     /// Remembered big-audience subjects (for subject-only replies).
     pub max_subjects: usize,

@@ -11,8 +11,8 @@
 //!   storm; each holds its latest subject, its reply-alls in [`window::ReplyWindows`] (capped by
 //!   `limits.max_reply_alls_per_thread`) and its storm, if any;
 //! - message id -> thread key and "counted as a reply-all at" (`limits.max_message_ids`), for
-//!   References/In-Reply-To joins and duplicates; only for ids that join a thread named
-//!   otherwise or counted as a reply-all (an id that is its own thread's key needs no record);
+//!   References/In-Reply-To joins and duplicates; new records only for ids that join a thread
+//!   named otherwise or counted as a reply-all (an id that is its own thread's key needs none);
 //! - normalized subject -> thread key for big-audience messages (`limits.max_subjects`), for
 //!   replies that carry only a subject;
 //! - a min-heap of active storms' end deadlines, so ending storms costs nothing per event.
@@ -274,8 +274,8 @@ impl Engine {
 
     /// Reserves the maps' full capacity (`limits.max_threads`, `max_message_ids`,
     /// `max_subjects`) now, so that no map grows, and rehashes millions of entries, in the middle
-    /// of a storm: the service calls this at start for steady latency; replay lets the maps grow
-    /// with the input instead. On failure (caps beyond what the allocator grants) the maps
+    /// of a storm: the service calls this at start for steady latency; replay sizes the maps for
+    /// its input instead ([`Self::reserve_entries`]). On failure (caps beyond what the allocator grants) the maps
     /// simply grow as needed.
     pub fn reserve_capacity(&mut self) -> Result<(), ReserveError> {
         let lengths = MapLengths::of(&self.settings);
@@ -294,17 +294,22 @@ impl Engine {
     /// than before. An index grown by doubling places every entry again at each step (6% of a
     /// 5M-event replay); but entries land on it at random, so a reserved one is backed wherever
     /// they land, nearly whole once they outnumber its pages. Hence an index sized for the
-    /// input rather than for the caps. On failure the maps simply grow as needed.
+    /// input rather than for the caps. On failure the maps simply grow as needed: every
+    /// reservation is still tried, the slabs first, and the first refusal is returned.
     pub fn reserve_entries(&mut self, events_at_most: Option<usize>) -> Result<(), ReserveError> {
         let lengths = MapLengths::of(&self.settings);
         let index = |cap: usize| events_at_most.map_or(0, |events| events.min(cap));
-        self.threads.try_reserve_slab(lengths.threads)?;
-        self.threads.try_reserve_index(index(lengths.threads))?;
-        self.message_ids.try_reserve_slab(lengths.message_ids)?;
-        self.message_ids
-            .try_reserve_index(index(lengths.message_ids))?;
-        self.subjects.try_reserve_slab(lengths.subjects)?;
-        self.subjects.try_reserve_index(index(lengths.subjects))
+        [
+            self.threads.try_reserve_slab(lengths.threads),
+            self.message_ids.try_reserve_slab(lengths.message_ids),
+            self.subjects.try_reserve_slab(lengths.subjects),
+            self.threads.try_reserve_index(index(lengths.threads)),
+            self.message_ids
+                .try_reserve_index(index(lengths.message_ids)),
+            self.subjects.try_reserve_index(index(lengths.subjects)),
+        ]
+        .into_iter()
+        .collect()
     }
 
     /// Has the kernel back the maps' reserved room now (see [`Self::reserve_capacity`]), and

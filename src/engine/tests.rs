@@ -794,6 +794,23 @@ fn a_message_that_starts_its_own_thread_needs_no_record() {
     );
 }
 
+/// A counted reply-all gets its record even when its id is its own thread's key, since a
+/// repeat of it must be a duplicate.
+#[test]
+fn a_counted_reply_all_that_is_its_own_thread_key_still_repeats_as_duplicate() {
+    let mut run = Run::new();
+    let line = |minute: f64| {
+        ev(serde_json::json!({
+            "timestamp": T0 + (minute * MIN as f64) as Millis, "message_id": "self",
+            "thread_id": "self", "in_reply_to": "parent", "sender": "a@x",
+            "recipient_count": 3000, "subject": "RE: Parking",
+        }))
+    };
+    run.feed([line(0.0), line(1.0)]);
+    assert_eq!(run.outcomes, vec![Outcome::Counted, Outcome::Duplicate]);
+    assert_eq!(run.engine.remembered_message_ids(), 1);
+}
+
 /// A record an id already has is still updated when a later line of the message makes the id
 /// its own thread's key: the record named another thread, and a join must not go there.
 #[test]
