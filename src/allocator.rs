@@ -33,7 +33,8 @@ pub fn keep_freed_memory() {
 /// the maps' growing slabs and indexes faulted in and zeroed 2 MiB at once. On the benchmark
 /// machine (a KVM guest) those faults cost twice the system time of the same memory in 4 KiB
 /// pages: a 5M-event replay spent 1.1 to 1.7 s in the kernel with them and 0.7 s without, in
-/// 8 runs alternated, with the same user time (BENCHMARKS.md, session 9). The service keeps
+/// 8 runs alternated, for a few percent more user time (more TLB misses; BENCHMARKS.md,
+/// session 9). The service keeps
 /// huge pages: it backs its maps once at start (`limits.pretouch`), and afterwards fewer TLB
 /// misses are what counts.
 pub fn avoid_transparent_huge_pages() -> std::io::Result<()> {

@@ -275,8 +275,8 @@ impl Engine {
     /// Reserves the maps' full capacity (`limits.max_threads`, `max_message_ids`,
     /// `max_subjects`) now, so that no map grows, and rehashes millions of entries, in the middle
     /// of a storm: the service calls this at start for steady latency; replay sizes the maps for
-    /// its input instead ([`Self::reserve_entries`]). On failure (caps beyond what the allocator grants) the maps
-    /// simply grow as needed.
+    /// its input instead ([`Self::reserve_entries`]). On failure (caps beyond what the
+    /// allocator grants) the maps simply grow as needed.
     pub fn reserve_capacity(&mut self) -> Result<(), ReserveError> {
         let lengths = MapLengths::of(&self.settings);
         self.threads.try_reserve(lengths.threads)?;

@@ -739,7 +739,7 @@ fn replay_reserves_the_slabs_for_the_caps_and_the_indexes_for_the_input() {
     // An input as large as the caps or larger: the indexes for the caps.
     let mut run = Run::with(capped(64, 256, 32, 10));
     run.engine
-        .reserve_entries(Some(1 << 40))
+        .reserve_entries(Some(usize::MAX))
         .expect("small caps");
     assert_eq!(
         run.engine.map_capacities(),
