@@ -77,9 +77,7 @@ impl<V> LruMap<V> {
     /// index takes 8 bytes per entry. Fails, changing nothing that matters, when the allocator
     /// refuses (a cap far beyond the machine's memory): the map then grows as before.
     pub fn try_reserve(&mut self, capacity: usize) -> Result<(), ReserveError> {
-        let capacity = capacity.min(MAX_ENTRIES);
-        let slots = &self.slots;
-        self.table.reserve(capacity, || Self::held(slots))?;
+        self.try_reserve_index(capacity)?;
         self.try_reserve_slab(capacity)
     }
 
