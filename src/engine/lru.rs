@@ -41,6 +41,26 @@ struct Slot<V> {
 #[error("the allocator refused to reserve the map's capacity")]
 pub struct ReserveError;
 
+/// What one lookup of a key found: the slot holding it, or that none does. It stays true
+/// until the map's next insert or removal, so a caller that needs the same entry again in
+/// between hands it back ([`LruMap::get_found`], [`LruMap::touch_found`]) instead of searching
+/// the index again: the engine asks for an event's thread and message id two or three times
+/// each, and the searches were a third of its instructions. One that is no longer current is
+/// simply searched again, so a stale one can only cost time, never give a wrong entry.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Found {
+    slot: Option<u32>,
+    /// The map's [`LruMap::generation`] when it was found.
+    generation: u64,
+}
+
+impl Found {
+    /// Whether the key was held.
+    pub fn is_held(self) -> bool {
+        self.slot.is_some()
+    }
+}
+
 /// See the module documentation.
 pub(super) struct LruMap<V> {
     table: IndexTable,
@@ -49,6 +69,9 @@ pub(super) struct LruMap<V> {
     free: Vec<u32>,
     head: u32,
     tail: u32,
+    /// Counts inserts and removals, the changes that move keys in or out of slots, so that a
+    /// [`Found`] knows whether it is still current. (Recency changes move no key.)
+    generation: u64,
 }
 
 impl<V> Default for LruMap<V> {
@@ -69,6 +92,7 @@ impl<V> LruMap<V> {
             free: Vec::new(),
             head: NIL,
             tail: NIL,
+            generation: 0,
         }
     }
 
@@ -178,13 +202,40 @@ impl<V> LruMap<V> {
     }
 
     /// Whether `key` is held.
+    #[cfg(test)]
     pub fn contains(&self, key: &KeyHash) -> bool {
-        self.index_of(key).is_some()
+        self.lookup(key).is_held()
+    }
+
+    /// Where `key` is, or that it is not held, for [`Self::get_found`] and
+    /// [`Self::touch_found`] to use while it is current.
+    pub fn lookup(&self, key: &KeyHash) -> Found {
+        Found {
+            slot: self.index_of(key),
+            generation: self.generation,
+        }
+    }
+
+    /// What a lookup of `key` finds now: `earlier` (a lookup of `key`) when it is still
+    /// current, else a new search.
+    pub fn current(&self, key: &KeyHash, earlier: Option<Found>) -> Found {
+        match earlier {
+            Some(found) if found.generation == self.generation => {
+                debug_assert_eq!(found.slot, self.index_of(key), "a current lookup is wrong");
+                found
+            }
+            _ => self.lookup(key),
+        }
     }
 
     /// The value of `key`, without changing its recency.
     pub fn get(&self, key: &KeyHash) -> Option<&V> {
-        let index = self.index_of(key)?;
+        self.get_found(key, self.lookup(key))
+    }
+
+    /// [`Self::get`] with what a lookup of `key` found.
+    pub fn get_found(&self, key: &KeyHash, found: Found) -> Option<&V> {
+        let index = self.current(key, Some(found)).slot?;
         self.slot(index)?.value.as_ref()
     }
 
@@ -196,7 +247,12 @@ impl<V> LruMap<V> {
 
     /// Makes `key` the most recent entry (as an access does) and returns its value.
     pub fn touch(&mut self, key: &KeyHash) -> Option<&mut V> {
-        let index = self.index_of(key)?;
+        self.touch_found(key, self.lookup(key))
+    }
+
+    /// [`Self::touch`] with what a lookup of `key` found.
+    pub fn touch_found(&mut self, key: &KeyHash, found: Found) -> Option<&mut V> {
+        let index = self.current(key, Some(found)).slot?;
         self.move_to_back(index);
         self.slot_mut(index)?.value.as_mut()
     }
@@ -226,6 +282,7 @@ impl<V> LruMap<V> {
             .table
             .insert(key.table_hash(), index, || Self::held(slots));
         self.link_back(index);
+        self.generation += 1;
         let slot = &mut self.slots[index as usize];
         slot.key = key;
         slot.value.insert(value)
@@ -255,6 +312,7 @@ impl<V> LruMap<V> {
         self.table.remove(key.table_hash(), index);
         self.unlink(index);
         self.free.push(index);
+        self.generation += 1;
         // Eviction goes on from the old end, one entry per insert once the map is full: start
         // loading the entry after the new oldest now, so the next pops find theirs in the
         // cache (the new oldest's own entry was just written by `unlink`).
@@ -350,6 +408,31 @@ mod tests {
     use super::*;
     use crate::engine::keys::KeyHasher;
     use std::collections::VecDeque;
+
+    #[test]
+    fn a_lookup_is_reused_until_the_map_changes_and_searched_again_after() {
+        let hasher = KeyHasher::new();
+        let [a, b, c] = ["a", "b", "c"].map(|key| hasher.hash(key));
+        let mut map = LruMap::default();
+        map.insert_new(a, 1);
+        let found_a = map.lookup(&a);
+        let absent_c = map.lookup(&c);
+        assert!(found_a.is_held() && !absent_c.is_held());
+        assert_eq!(map.get_found(&a, found_a), Some(&1));
+        *map.touch_found(&a, found_a).expect("held") += 1;
+        assert_eq!(map.get(&a), Some(&2));
+
+        // An insert: `c` is held now, though its lookup said otherwise.
+        map.insert_new(c, 3);
+        assert_eq!(map.get_found(&c, absent_c), Some(&3));
+        // A removal, and an insert that reuses the freed slot: the old lookup of `a` pointed
+        // there, and must not give `b`'s value.
+        assert_eq!(map.pop_front(), Some((a, 2)));
+        map.insert_new(b, 4);
+        assert_eq!(map.get_found(&a, found_a), None);
+        assert_eq!(map.touch_found(&a, found_a), None);
+        assert_eq!(map.get_found(&b, map.lookup(&b)), Some(&4));
+    }
 
     #[test]
     fn a_reserved_map_does_not_grow_up_to_its_reservation() {

@@ -38,11 +38,11 @@ pub use window::{ReplyAll, ReplyWindows, WindowStats};
 use crate::alert::{Alert, AlertKind, RuleName, Severity};
 use crate::config::Config;
 use crate::event::{lowercase_into, Event};
-use crate::subject::{analyze_into, PrefixKind};
+use crate::subject::{analyze_into, first_prefix, PrefixKind};
 use crate::timefmt::Millis;
 use keys::{KeyHash, KeyHasher};
-use lru::LruMap;
 pub use lru::ReserveError;
+use lru::{Found, LruMap};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::ops::ControlFlow;
@@ -150,6 +150,25 @@ struct MessageRecord {
     /// When the message last counted as a reply-all, for duplicates; [`NEVER_COUNTED`] when it
     /// has not (a sentinel rather than an `Option`, which would take 8 more bytes per id).
     counted_at: Millis,
+}
+
+/// An event's thread key: its hash, a shared copy, and the thread map's lookup of it when one
+/// was made on the way.
+struct ThreadOf {
+    hash: KeyHash,
+    key: Arc<str>,
+    found: Option<Found>,
+}
+
+impl ThreadOf {
+    /// A key whose thread has not been looked up.
+    fn unlooked(hash: KeyHash, key: Arc<str>) -> Self {
+        Self {
+            hash,
+            key,
+            found: None,
+        }
+    }
 }
 
 /// The hashes an event is looked up by, computed once per event.
@@ -423,10 +442,12 @@ impl Engine {
     /// already has an active storm, nor when every tracked thread has one and the cap is
     /// reached.
     pub fn resume_storm(&mut self, resumed: ResumedStorm, alerts: &mut Vec<Alert>) -> bool {
-        let (hash, key) = self.intern(&resumed.thread_key);
+        let ThreadOf { hash, key, found } = self.intern(&resumed.thread_key);
+        let found = self.threads.current(&hash, found);
         let Some(thread) = thread_entry(
             &mut self.threads,
             hash,
+            found,
             &key,
             self.settings.max_threads,
             &mut self.stats,
@@ -685,8 +706,9 @@ impl Engine {
                 return Outcome::Late;
             }
         }
-        let id_hash = keys.id;
-        if self.is_duplicate(id_hash, at) {
+        // The id's lookup serves both the duplicate check and the record kept after.
+        let id = keys.id.map(|hash| (hash, self.message_ids.lookup(&hash)));
+        if self.is_duplicate(id, at) {
             self.stats.duplicate += 1;
             return Outcome::Duplicate;
         }
@@ -701,33 +723,43 @@ impl Engine {
         // The subject's prefix and normalized form matter only for a big audience (is it a
         // reply-all; its subject is remembered for rule 4) and for an event with nothing to
         // join by (its thread may be found by subject). Most events are neither, and subject
-        // analysis is the engine's largest share of instructions.
+        // analysis is the engine's largest share of instructions. Of an event with nothing to
+        // join by, usually a conversation's first message, only the prefix is asked first:
+        // the normalized form is needed only when it is a reply.
         let joined = event.thread_id.is_some()
             || event.references_root.is_some()
             || event.in_reply_to.is_some();
-        let prefix = if big_audience || !joined {
+        let prefix = if big_audience {
             self.analyze_subject(event)
-        } else {
+        } else if joined {
             self.normalized_subject.clear();
             None
+        } else {
+            match event.subject.as_deref().and_then(first_prefix) {
+                Some(PrefixKind::Reply) => self.analyze_subject(event),
+                other => {
+                    self.normalized_subject.clear();
+                    other
+                }
+            }
         };
         let is_reply = event.in_reply_to.is_some()
             || event.references_root.is_some()
             || prefix == Some(PrefixKind::Reply);
         let is_reply_all = is_reply && big_audience;
 
-        let Some((hash, key)) = self.thread_key(event, prefix, keys) else {
+        let Some(thread) = self.thread_key(event, prefix, keys) else {
             // No id and nothing to join it by: it counts in no window.
             self.stats.ignored += 1;
             return Outcome::Ignored;
         };
         if big_audience && !self.normalized_subject.is_empty() {
-            self.record_subject(&key);
+            self.record_subject(&thread.key);
         }
-        let counted = self.apply_to_thread(hash, &key, event, is_reply_all, now, alerts);
-        if let Some(id_hash) = id_hash {
+        let counted = self.apply_to_thread(&thread, event, is_reply_all, now, alerts);
+        if let Some(id) = id {
             // Only a reply-all that was counted makes later lines of its message duplicates.
-            self.record_message(id_hash, hash, &key, counted.then_some(at));
+            self.record_message(id, thread.hash, &thread.key, counted.then_some(at));
         }
         if counted {
             self.stats.counted += 1;
@@ -743,7 +775,8 @@ impl Engine {
     pub fn thread_key_of(&mut self, event: &Event<'_>) -> Option<Arc<str>> {
         let prefix = self.analyze_subject(event);
         let keys = self.key_hashes(event);
-        self.thread_key(event, prefix, keys).map(|(_, key)| key)
+        self.thread_key(event, prefix, keys)
+            .map(|thread| thread.key)
     }
 
     /// The event's subject prefix kind, leaving its normalized subject (empty when it has
@@ -760,12 +793,12 @@ impl Engine {
 
     /// Whether the event repeats a message already counted as a reply-all less than
     /// `dedup_window` before it. An empty id never makes a duplicate.
-    fn is_duplicate(&self, id_hash: Option<KeyHash>, at: Millis) -> bool {
-        let Some(id_hash) = id_hash else {
+    fn is_duplicate(&self, id: Option<(KeyHash, Found)>, at: Millis) -> bool {
+        let Some((id_hash, found)) = id else {
             return false;
         };
         self.message_ids
-            .get(&id_hash)
+            .get_found(&id_hash, found)
             .map(|record| record.counted_at)
             .filter(|&counted| counted != NEVER_COUNTED)
             .is_some_and(|counted| at.saturating_sub(counted) < self.settings.dedup_window)
@@ -777,7 +810,7 @@ impl Engine {
         event: &Event<'_>,
         prefix: Option<PrefixKind>,
         keys: EventKeys,
-    ) -> Option<(KeyHash, Arc<str>)> {
+    ) -> Option<ThreadOf> {
         if let Some(thread_id) = &event.thread_id {
             return Some(self.intern_hashed(keys.join?, thread_id));
         }
@@ -791,7 +824,7 @@ impl Engine {
         if prefix == Some(PrefixKind::Reply) && !self.normalized_subject.is_empty() {
             let subject_hash = self.hasher.hash(&self.normalized_subject);
             if let Some(key) = self.subjects.get(&subject_hash) {
-                return Some((self.hasher.hash(key), key.clone()));
+                return Some(ThreadOf::unlooked(self.hasher.hash(key), key.clone()));
             }
             let key = format!("subject:{}", self.normalized_subject);
             return Some(self.intern(&key));
@@ -800,24 +833,32 @@ impl Engine {
     }
 
     /// The thread key recorded for a message id (whose hash is `id_hash`), else the id itself.
-    fn known_thread_or(&self, id_hash: KeyHash, message_id: &str) -> (KeyHash, Arc<str>) {
+    fn known_thread_or(&self, id_hash: KeyHash, message_id: &str) -> ThreadOf {
         match self.message_ids.get(&id_hash) {
-            Some(record) => (self.hasher.hash(&record.thread), record.thread.clone()),
+            Some(record) => {
+                ThreadOf::unlooked(self.hasher.hash(&record.thread), record.thread.clone())
+            }
             None => self.intern_hashed(id_hash, message_id),
         }
     }
 
-    /// A thread key's hash and a shared copy of it.
-    fn intern(&self, key: &str) -> (KeyHash, Arc<str>) {
+    /// A thread key with its hash and a shared copy of it.
+    fn intern(&self, key: &str) -> ThreadOf {
         self.intern_hashed(self.hasher.hash(key), key)
     }
 
-    /// A shared copy of a thread key whose hash is `hash`: the tracked thread's own when there
-    /// is one, so one key is one allocation however many maps hold it.
-    fn intern_hashed(&self, hash: KeyHash, key: &str) -> (KeyHash, Arc<str>) {
-        match self.threads.get(&hash) {
-            Some(thread) => (hash, thread.key.clone()),
-            None => (hash, Arc::from(key)),
+    /// A thread key whose hash is `hash`, with a shared copy of it: the tracked thread's own
+    /// when there is one, so one key is one allocation however many maps hold it.
+    fn intern_hashed(&self, hash: KeyHash, key: &str) -> ThreadOf {
+        let found = self.threads.lookup(&hash);
+        let key = match self.threads.get_found(&hash, found) {
+            Some(thread) => thread.key.clone(),
+            None => Arc::from(key),
+        };
+        ThreadOf {
+            hash,
+            key,
+            found: Some(found),
         }
     }
 
@@ -831,12 +872,12 @@ impl Engine {
     /// record the id already has is still updated: it may name another thread, or hold a count.
     fn record_message(
         &mut self,
-        id_hash: KeyHash,
+        (id_hash, found): (KeyHash, Found),
         key_hash: KeyHash,
         key: &Arc<str>,
         counted_at: Option<Millis>,
     ) {
-        if let Some(record) = self.message_ids.touch(&id_hash) {
+        if let Some(record) = self.message_ids.touch_found(&id_hash, found) {
             if !Arc::ptr_eq(&record.thread, key) {
                 record.thread = key.clone();
             }
@@ -885,21 +926,23 @@ impl Engine {
     /// and the rules. Returns whether the reply-all was counted.
     fn apply_to_thread(
         &mut self,
-        hash: KeyHash,
-        key: &Arc<str>,
+        thread_of: &ThreadOf,
         event: &Event<'_>,
         is_reply_all: bool,
         now: Millis,
         alerts: &mut Vec<Alert>,
     ) -> bool {
+        let ThreadOf { hash, key, found } = thread_of;
+        let (hash, found) = (*hash, self.threads.current(hash, *found));
         if !is_reply_all && event.subject.is_none() {
             // Nothing to store; it still counts as activity for eviction order.
-            self.threads.touch(&hash);
+            self.threads.touch_found(&hash, found);
             return false;
         }
         let Some(thread) = thread_entry(
             &mut self.threads,
             hash,
+            found,
             key,
             self.settings.max_threads,
             &mut self.stats,
@@ -1014,12 +1057,13 @@ impl Engine {
 fn thread_entry<'a>(
     threads: &'a mut LruMap<Thread>,
     hash: KeyHash,
+    found: Found,
     key: &Arc<str>,
     cap: usize,
     stats: &mut EngineStats,
 ) -> Option<&'a mut Thread> {
-    if threads.contains(&hash) {
-        return threads.touch(&hash);
+    if threads.current(&hash, Some(found)).is_held() {
+        return threads.touch_found(&hash, found);
     }
     if threads.len() >= cap.min(lru::MAX_ENTRIES) && !evict_one(threads, stats) {
         return None;
