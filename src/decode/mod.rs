@@ -66,7 +66,7 @@ fn decode_json_with<'a>(
     if bytes.len() > options.max_record_bytes {
         return Err(Malformed::TooLarge);
     }
-    let text = std::str::from_utf8(bytes).map_err(|_| Malformed::InvalidUtf8)?;
+    let text = utf8_text(bytes)?;
     // A UTF-8 byte-order mark (Windows tools write one at the start of a file; a shipper passes
     // it on with the first line) is not JSON, but RFC 8259 section 8.1 lets a parser ignore it.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -91,6 +91,14 @@ fn decode_json_with<'a>(
         }
     }
     result
+}
+
+/// A record's bytes as text, or [`Malformed::InvalidUtf8`]. Checked with simdutf8 (vector
+/// instructions chosen at run time) rather than `core::str::from_utf8`: it is faster on
+/// records of a few hundred bytes, and the latter's speed swung by half from one build to the
+/// next with the placement of its loop (BENCHMARKS.md, session 10).
+pub(crate) fn utf8_text(bytes: &[u8]) -> Result<&str, Malformed> {
+    simdutf8::basic::from_utf8(bytes).map_err(|_| Malformed::InvalidUtf8)
 }
 
 /// The serde path: reads any JSON and classifies every way a record can be malformed (except

@@ -180,6 +180,37 @@ fn deeply_nested_unknown_fields_are_skipped() {
 }
 
 #[test]
+fn the_utf8_check_agrees_with_the_standard_library() {
+    // Short and long (past the vector width) records, with every kind of invalid sequence at
+    // the start, in the middle and at the end: overlong, surrogate, above U+10FFFF, truncated,
+    // a stray continuation byte.
+    let bad: [&[u8]; 6] = [
+        b"\xc0\xaf",
+        b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xe2\x82",
+        b"\x80",
+        b"\xff",
+    ];
+    let good = "a Søren 回复 \u{1F600} z".as_bytes();
+    for filler in [0, 7, 70, 300] {
+        let pad = vec![b'x'; filler];
+        let valid = [pad.as_slice(), good, pad.as_slice()].concat();
+        assert_eq!(utf8_text(&valid).ok(), std::str::from_utf8(&valid).ok());
+        for sequence in bad {
+            for record in [
+                [sequence, &pad, good].concat(),
+                [&pad, sequence, good].concat(),
+                [good, &pad, sequence].concat(),
+            ] {
+                assert!(std::str::from_utf8(&record).is_err());
+                assert_eq!(utf8_text(&record), Err(Malformed::InvalidUtf8));
+            }
+        }
+    }
+}
+
+#[test]
 fn invalid_utf8_and_oversized_records() {
     let mut bytes = with(r#""recipient_count": 1, "subject": "X""#).into_bytes();
     let at = bytes.len() - 3;

@@ -137,7 +137,7 @@ impl ExchangeParser {
         if bytes.len() > options.max_record_bytes {
             return Err(Malformed::TooLarge);
         }
-        let text = std::str::from_utf8(bytes).map_err(|_| Malformed::InvalidUtf8)?;
+        let text = crate::decode::utf8_text(bytes)?;
         // A log file starts with a byte-order mark; a shipper may pass it on.
         let text = text
             .trim_start_matches('\u{feff}')

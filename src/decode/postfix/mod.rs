@@ -109,7 +109,7 @@ pub fn parse_postfix<'a>(
     if bytes.len() > options.max_record_bytes {
         return Err(Malformed::TooLarge);
     }
-    let text = std::str::from_utf8(bytes).map_err(|_| Malformed::InvalidUtf8)?;
+    let text = crate::decode::utf8_text(bytes)?;
     let text = text.trim_end_matches(['\r', '\n']);
     if text.trim().is_empty() {
         return Err(Malformed::Empty);
