@@ -165,15 +165,6 @@ impl IndexTable {
         std::mem::size_of_val(self.groups.as_slice())
     }
 
-    /// Has the kernel back the groups' pages now, without writing them (see
-    /// [`crate::allocator::populate_for_writing`]), for a table that inserts will land on
-    /// nearly everywhere.
-    pub fn populate(&mut self) {
-        let bytes = std::mem::size_of_val(self.groups.as_slice());
-        // Only a hint: without it, pages are backed as entries land on them.
-        let _ = crate::allocator::populate_for_writing(self.groups.as_mut_ptr().cast(), bytes);
-    }
-
     /// Removes `index`, held under `hash`. Returns whether it was held.
     pub fn remove(&mut self, hash: u64, index: u32) -> bool {
         let Some(wanted) = index.checked_add(1) else {

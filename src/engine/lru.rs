@@ -125,11 +125,6 @@ impl<V> LruMap<V> {
         self.table.reserve(capacity, || Self::held(slots))
     }
 
-    /// Has the kernel back the whole index now (see [`IndexTable::populate`]).
-    pub fn populate_index(&mut self) {
-        self.table.populate();
-    }
-
     /// [`Self::try_reserve`] for the slab alone: the index still grows with the entries.
     pub fn try_reserve_slab(&mut self, capacity: usize) -> Result<(), ReserveError> {
         let capacity = capacity.min(MAX_ENTRIES);

@@ -313,13 +313,12 @@ impl Engine {
     /// than before. An index grown by doubling places every entry again at each step (6% of a
     /// 5M-event replay); but entries land on it at random, so a reserved one is backed wherever
     /// they land, nearly whole once they outnumber its pages. Hence an index sized for the
-    /// input rather than for the caps, and backed whole at once rather than a page fault at a
-    /// time. On failure the maps simply grow as needed: every reservation is still tried, the
-    /// slabs first, and the first refusal is returned.
+    /// input rather than for the caps. On failure the maps simply grow as needed: every
+    /// reservation is still tried, the slabs first, and the first refusal is returned.
     pub fn reserve_entries(&mut self, events_at_most: Option<usize>) -> Result<(), ReserveError> {
         let lengths = MapLengths::of(&self.settings);
         let index = |cap: usize| events_at_most.map_or(0, |events| events.min(cap));
-        let reserved: Result<(), ReserveError> = [
+        [
             self.threads.try_reserve_slab(lengths.threads),
             self.message_ids.try_reserve_slab(lengths.message_ids),
             self.subjects.try_reserve_slab(lengths.subjects),
@@ -329,11 +328,7 @@ impl Engine {
             self.subjects.try_reserve_index(index(lengths.subjects)),
         ]
         .into_iter()
-        .collect();
-        self.threads.populate_index();
-        self.message_ids.populate_index();
-        self.subjects.populate_index();
-        reserved
+        .collect()
     }
 
     /// Has the kernel back the maps' reserved room now (see [`Self::reserve_capacity`]), and
