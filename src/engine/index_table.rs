@@ -285,15 +285,15 @@ fn bits_for(index: u32) -> u32 {
 /// A bit per entry of `group` that is occupied and carries `tag`.
 ///
 /// On x86-64 in SSE2 (every x86-64 CPU has it), four entries a compare: this runs on every
-/// lookup, about eight times per event, and the compiler's own vectorization of the portable
+/// lookup, five or six times per event, and the compiler's own vectorization of the portable
 /// loop spent 70 instructions a call assembling the bits (callgrind, BENCHMARKS.md session 10).
 #[inline(always)]
 fn matches(group: &Group, tag: u32, tag_mask: u32, index_mask: u32) -> u32 {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         matches_sse2(group, tag, tag_mask, index_mask)
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     {
         matches_portable(group, tag, tag_mask, index_mask)
     }
@@ -301,7 +301,7 @@ fn matches(group: &Group, tag: u32, tag_mask: u32, index_mask: u32) -> u32 {
 
 /// [`matches`] for any target, and the reference the SSE2 version is tested against. Written
 /// without early exits so that the compiler can compare the entries in vector registers.
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
 #[inline(always)]
 fn matches_portable(group: &Group, tag: u32, tag_mask: u32, index_mask: u32) -> u32 {
     let mut found = 0;
@@ -315,7 +315,10 @@ fn matches_portable(group: &Group, tag: u32, tag_mask: u32, index_mask: u32) -> 
 /// [`matches`] in SSE2: the group's 16 words (15 entries and the overflow count, whose bit is
 /// dropped) compared four at a time, the 16 lane results narrowed to bytes and their top bits
 /// gathered by `movemask`.
-#[cfg(target_arch = "x86_64")]
+// The SSE2 compare reads a group as four 16-byte parts and keeps one bit per entry of 16.
+const _: () = assert!(std::mem::size_of::<Group>() == 64 && ENTRIES_PER_GROUP < 16);
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn matches_sse2(group: &Group, tag: u32, tag_mask: u32, index_mask: u32) -> u32 {
     use std::arch::x86_64::{
@@ -365,7 +368,7 @@ mod tests {
         table.find(hash, |index| model.get(&index) == Some(&hash))
     }
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[test]
     fn the_sse2_matches_are_the_portable_ones() {
         let mut state = 0x9e37_79b9_7f4a_7c15;

@@ -16,7 +16,7 @@ const NIL: u32 = u32::MAX;
 pub(super) const MAX_ENTRIES: usize = (u32::MAX - 1) as usize;
 
 /// How much of a slab's room is backed at once ahead of its inserts: a slab fills in order, so
-/// its next pages are known, and backing 2 MiB in one call saves 511 page faults.
+/// its next pages are known, and backing 2 MiB in one call saves about 500 page faults.
 const POPULATE_BYTES: usize = 2 << 20;
 
 /// Slots in [`POPULATE_BYTES`].
@@ -45,8 +45,10 @@ pub struct ReserveError;
 /// until the map's next insert or removal, so a caller that needs the same entry again in
 /// between hands it back ([`LruMap::get_found`], [`LruMap::touch_found`]) instead of searching
 /// the index again: the engine asks for an event's thread and message id two or three times
-/// each, and the searches were about a quarter of its instructions. One no longer current is
-/// simply searched again, so a stale one can only cost time, never give a wrong entry.
+/// each, and the searches were about a quarter of its instructions (BENCHMARKS.md, session
+/// 10). One no longer current is simply searched again, and a slot is taken only while it still
+/// holds the key, so a stale one costs time, not a wrong entry. (A `Found` saying the key is
+/// absent is believed while the map has not changed: it must come from this map and key.)
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Found {
     slot: Option<u32>,
@@ -215,12 +217,21 @@ impl<V> LruMap<V> {
     /// current, else a new search.
     pub fn current(&self, key: &KeyHash, earlier: Option<Found>) -> Found {
         match earlier {
-            Some(found) if found.generation == self.generation => {
+            Some(found)
+                if found.generation == self.generation
+                    && found.slot.is_none_or(|index| self.holds_at(index, key)) =>
+            {
                 debug_assert_eq!(found.slot, self.index_of(key), "a current lookup is wrong");
                 found
             }
             _ => self.lookup(key),
         }
+    }
+
+    /// Whether the slot at `index` holds `key` (its line is the one the caller reads next).
+    fn holds_at(&self, index: u32, key: &KeyHash) -> bool {
+        self.slot(index)
+            .is_some_and(|slot| slot.key == *key && slot.value.is_some())
     }
 
     /// The value of `key`, without changing its recency.
@@ -414,6 +425,8 @@ mod tests {
         let absent_c = map.lookup(&c);
         assert!(found_a.is_held() && !absent_c.is_held());
         assert_eq!(map.get_found(&a, found_a), Some(&1));
+        // Handed back with another key, the slot is not taken: it does not hold that key.
+        assert_eq!(map.get_found(&c, found_a), None);
         *map.touch_found(&a, found_a).expect("held") += 1;
         assert_eq!(map.get(&a), Some(&2));
 
