@@ -312,12 +312,12 @@ fn matches_portable(group: &Group, tag: u32, tag_mask: u32, index_mask: u32) -> 
     found
 }
 
-/// [`matches`] in SSE2: the group's 16 words (15 entries and the overflow count, whose bit is
-/// dropped) compared four at a time, the 16 lane results narrowed to bytes and their top bits
-/// gathered by `movemask`.
 // The SSE2 compare reads a group as four 16-byte parts and keeps one bit per entry of 16.
 const _: () = assert!(std::mem::size_of::<Group>() == 64 && ENTRIES_PER_GROUP < 16);
 
+/// [`matches`] in SSE2: the group's 16 words (15 entries and the overflow count, whose bit is
+/// dropped) compared four at a time, the 16 lane results narrowed to bytes and their top bits
+/// gathered by `movemask`.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn matches_sse2(group: &Group, tag: u32, tag_mask: u32, index_mask: u32) -> u32 {

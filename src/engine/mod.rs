@@ -438,7 +438,6 @@ impl Engine {
     /// reached.
     pub fn resume_storm(&mut self, resumed: ResumedStorm, alerts: &mut Vec<Alert>) -> bool {
         let ThreadOf { hash, key, found } = self.intern(&resumed.thread_key);
-        let found = self.threads.current(&hash, found);
         let Some(thread) = thread_entry(
             &mut self.threads,
             hash,
@@ -937,7 +936,7 @@ impl Engine {
         let Some(thread) = thread_entry(
             &mut self.threads,
             hash,
-            found,
+            Some(found),
             key,
             self.settings.max_threads,
             &mut self.stats,
@@ -1048,16 +1047,18 @@ impl Engine {
 
 /// The thread for `key`, created (making room under the cap) when new, and marked most
 /// recently active. `None` only when the cap is reached and no thread near the old end can be
-/// evicted because they all have active storms.
+/// evicted because they all have active storms. `found` is a lookup of `hash` made on the way,
+/// if any (searched again when no longer current).
 fn thread_entry<'a>(
     threads: &'a mut LruMap<Thread>,
     hash: KeyHash,
-    found: Found,
+    found: Option<Found>,
     key: &Arc<str>,
     cap: usize,
     stats: &mut EngineStats,
 ) -> Option<&'a mut Thread> {
-    if threads.current(&hash, Some(found)).is_held() {
+    let found = threads.current(&hash, found);
+    if found.is_held() {
         return threads.touch_found(&hash, found);
     }
     if threads.len() >= cap.min(lru::MAX_ENTRIES) && !evict_one(threads, stats) {
