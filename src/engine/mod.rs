@@ -211,6 +211,9 @@ fn join_key<'a>(event: &'a Event<'_>) -> Option<&'a str> {
 /// the thread's storm are stale and skipped.
 type Deadline = Reverse<(Millis, Arc<str>, u64)>;
 
+/// What a thread key made from a normalized subject starts with (contract section 2, rule 4).
+const SUBJECT_KEY_PREFIX: &str = "subject:";
+
 /// The longest subject kept, in Unicode code points (contract section 4).
 pub const MAX_SUBJECT_CHARS: usize = 256;
 
@@ -258,6 +261,9 @@ pub struct Engine {
     /// Reused buffers, so an event costs no allocation for its normalized subject or sender.
     normalized_subject: String,
     sender_buf: String,
+    /// Reused for a `subject:` thread key (contract section 2, rule 4), so a reply known only
+    /// by its subject costs no formatting and no allocation unless its thread is new.
+    subject_key: String,
     /// Reused by [`Engine::ingest_batch`] for its events' key hashes.
     batch: PrefetchedBatch,
     /// The caller's wall clock at the arrival of the events being ingested (service mode).
@@ -281,6 +287,7 @@ impl Engine {
             stats: EngineStats::default(),
             normalized_subject: String::new(),
             sender_buf: String::new(),
+            subject_key: String::new(),
             batch: PrefetchedBatch::default(),
             arrival: None,
         }
@@ -800,7 +807,7 @@ impl Engine {
 
     /// The thread key of contract section 2, in order of preference, with its hash.
     fn thread_key(
-        &self,
+        &mut self,
         event: &Event<'_>,
         prefix: Option<PrefixKind>,
         keys: EventKeys,
@@ -820,8 +827,10 @@ impl Engine {
             if let Some(key) = self.subjects.get(&subject_hash) {
                 return Some(ThreadOf::unlooked(self.hasher.hash(key), key.clone()));
             }
-            let key = format!("subject:{}", self.normalized_subject);
-            return Some(self.intern(&key));
+            self.subject_key.clear();
+            self.subject_key.push_str(SUBJECT_KEY_PREFIX);
+            self.subject_key.push_str(&self.normalized_subject);
+            return Some(self.intern(&self.subject_key));
         }
         Some(self.intern_hashed(keys.id?, &event.message_id))
     }
