@@ -33,6 +33,12 @@ impl KeyHash {
     pub fn table_hash(self) -> u64 {
         self.0
     }
+
+    /// The other half, independent of [`Self::table_hash`]: for filters that must not
+    /// correlate with a key's place in the index.
+    pub fn check_hash(self) -> u64 {
+        self.1
+    }
 }
 
 /// The length of an XXH3 secret as XXH3 itself has it (at least 136 bytes are required).

@@ -63,6 +63,28 @@ impl Found {
     }
 }
 
+/// Where a batch's prefetch found a key ([`LruMap::hint`]), so that the lookup made when its
+/// event is ingested ([`LruMap::lookup_hinted`]) need not search the index again: an event
+/// searched each map's index twice, once to prefetch and once to decide, and each search is a
+/// dependent load of an index line and a tag scan. A hint is only believed where the map shows
+/// it still holds: a slot is taken only while it holds the key, and an absence only while the
+/// key has not been inserted since ([`LruMap::forget_inserted`]); otherwise the index is
+/// searched as usual.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum Hint {
+    /// No hint: search.
+    #[default]
+    Unknown,
+    /// No entry had the key's tag.
+    Absent,
+    /// The first entry with the key's tag was in this slot.
+    At(u32),
+}
+
+/// Bits in [`LruMap::inserted`]: a batch inserts a few dozen keys at most, so about one absence
+/// in twenty is searched again needlessly.
+const INSERTED_BITS: usize = 512;
+
 /// See the module documentation.
 pub(super) struct LruMap<V> {
     table: IndexTable,
@@ -74,6 +96,9 @@ pub(super) struct LruMap<V> {
     /// Counts inserts and removals, the changes that move keys in or out of slots, so that a
     /// [`Found`] knows whether it is still current. (Recency changes move no key.)
     generation: u64,
+    /// A Bloom filter of the keys inserted since [`Self::forget_inserted`], one bit per key:
+    /// what an absence [`Hint`] is checked against.
+    inserted: [u64; INSERTED_BITS / 64],
 }
 
 impl<V> Default for LruMap<V> {
@@ -95,6 +120,7 @@ impl<V> LruMap<V> {
             head: NIL,
             tail: NIL,
             generation: 0,
+            inserted: [0; INSERTED_BITS / 64],
         }
     }
 
@@ -172,22 +198,65 @@ impl<V> LruMap<V> {
     }
 
     /// Starts loading the line of the index where `key`'s lookup starts: a hint, with no
-    /// effect but on speed. The first step of two: [`Self::prefetch`] reads that line.
+    /// effect but on speed. The first step of two: [`Self::hint`] reads that line.
     pub fn prefetch_index(&self, key: &KeyHash) {
         self.table.prefetch(key.table_hash());
     }
 
-    /// Starts loading `key`'s entry into the cache: a hint, with no effect but on speed. The
-    /// index is searched by tag only (no key comparison, which would wait for the entry
-    /// itself), so another key's matching tag (rare) prefetches that key's entry instead, which
-    /// is harmless. The search reads the index's line, so call [`Self::prefetch_index`] well
-    /// before.
-    pub fn prefetch(&self, key: &KeyHash) {
-        if let Some(index) = self.table.find(key.table_hash(), |_| true) {
-            if let Some(slot) = self.slot(index) {
-                prefetch_value(slot);
+    /// Starts a batch's hints: forgets which keys were inserted before, so an absence found
+    /// from here on is believed until its key is inserted.
+    pub fn forget_inserted(&mut self) {
+        self.inserted = [0; INSERTED_BITS / 64];
+    }
+
+    /// The bit of `key` in [`Self::inserted`]: from the hash's other half than the one that
+    /// places it in the index.
+    fn inserted_bit(key: &KeyHash) -> (usize, u64) {
+        let bit = (key.check_hash() % INSERTED_BITS as u64) as usize;
+        (bit / 64, 1 << (bit % 64))
+    }
+
+    /// Whether `key` may have been inserted since [`Self::forget_inserted`].
+    fn may_have_inserted(&self, key: &KeyHash) -> bool {
+        let (word, bit) = Self::inserted_bit(key);
+        self.inserted.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    /// Starts loading `key`'s entry into the cache, and says where it is: the hint for
+    /// [`Self::lookup_hinted`]. The index is searched by tag only (no key comparison, which
+    /// would wait for the entry itself), so another key's matching tag (rare) prefetches that
+    /// key's entry instead, and the lookup, which compares the key, searches again. The search
+    /// reads the index's line, so call [`Self::prefetch_index`] well before.
+    pub fn hint(&self, key: &KeyHash) -> Hint {
+        match self.table.find(key.table_hash(), |_| true) {
+            Some(index) => {
+                if let Some(slot) = self.slot(index) {
+                    prefetch_value(slot);
+                }
+                Hint::At(index)
             }
+            None => Hint::Absent,
         }
+    }
+
+    /// [`Self::lookup`], searching only where `hint` (taken since the last
+    /// [`Self::forget_inserted`]) no longer holds.
+    pub fn lookup_hinted(&self, key: &KeyHash, hint: Hint) -> Found {
+        let slot = match hint {
+            Hint::At(index) if self.holds_at(index, key) => Some(index),
+            Hint::Absent if !self.may_have_inserted(key) => None,
+            _ => return self.lookup(key),
+        };
+        debug_assert_eq!(slot, self.index_of(key), "a hint was believed wrongly");
+        Found {
+            slot,
+            generation: self.generation,
+        }
+    }
+
+    /// [`Self::get`] with a hint (see [`Self::lookup_hinted`]).
+    pub fn get_hinted(&self, key: &KeyHash, hint: Hint) -> Option<&V> {
+        self.get_found(key, self.lookup_hinted(key, hint))
     }
 
     fn slot(&self, index: u32) -> Option<&Slot<V>> {
@@ -289,6 +358,10 @@ impl<V> LruMap<V> {
             .insert(key.table_hash(), index, || Self::held(slots));
         self.link_back(index);
         self.generation += 1;
+        let (word, bit) = Self::inserted_bit(&key);
+        if let Some(w) = self.inserted.get_mut(word) {
+            *w |= bit;
+        }
         let slot = &mut self.slots[index as usize];
         slot.key = key;
         slot.value.insert(value)
@@ -440,6 +513,53 @@ mod tests {
         assert_eq!(map.get_found(&a, found_a), None);
         assert_eq!(map.touch_found(&a, found_a), None);
         assert_eq!(map.get_found(&b, map.lookup(&b)), Some(&4));
+    }
+
+    #[test]
+    fn a_hint_is_believed_only_while_the_map_shows_it_holds() {
+        let hasher = KeyHasher::new();
+        let [a, b, c] = ["a", "b", "c"].map(|key| hasher.hash(key));
+        // Sized small, so that most of an index entry's bits are tag (with no tag bits, every
+        // entry would match every key, and no absence would show).
+        let mut map = LruMap::with_max_len(16);
+        map.insert_new(a, 1);
+        map.forget_inserted();
+        let (at_a, absent_c) = (map.hint(&a), map.hint(&c));
+        assert!(matches!(at_a, Hint::At(_)), "{at_a:?}");
+        assert_eq!(absent_c, Hint::Absent);
+        assert_eq!(map.get_hinted(&a, at_a), Some(&1));
+        assert_eq!(map.get_hinted(&c, absent_c), None);
+        assert_eq!(map.get_hinted(&a, Hint::Unknown), Some(&1));
+
+        // Inserted after its hint said absent: found.
+        map.insert_new(c, 3);
+        assert_eq!(map.get_hinted(&c, absent_c), Some(&3));
+        assert!(map.lookup_hinted(&c, absent_c).is_held());
+        // Removed, and its slot reused by another key: the hint no longer finds it, and the
+        // slot is taken for the key it holds now.
+        assert_eq!(map.pop_front(), Some((a, 1)));
+        map.insert_new(b, 4);
+        assert_eq!(map.get_hinted(&a, at_a), None);
+        assert_eq!(map.get_hinted(&b, at_a), Some(&4));
+        // A slot hint handed back with another key is not taken either.
+        assert_eq!(map.get_hinted(&c, at_a), Some(&3));
+    }
+
+    #[test]
+    fn every_key_inserted_since_the_hints_were_taken_is_searched_again() {
+        let hasher = KeyHasher::new();
+        let keys: Vec<KeyHash> = (0..2_000).map(|i| hasher.hash(&format!("k{i}"))).collect();
+        let mut map = LruMap::with_max_len(4_096);
+        map.forget_inserted();
+        let hints: Vec<Hint> = keys.iter().map(|key| map.hint(key)).collect();
+        assert!(hints.iter().all(|hint| *hint == Hint::Absent));
+        for (i, key) in keys.iter().enumerate().step_by(3) {
+            map.insert_new(*key, i);
+        }
+        for (i, (key, hint)) in keys.iter().zip(&hints).enumerate() {
+            let expected = (i % 3 == 0).then_some(i);
+            assert_eq!(map.get_hinted(key, *hint).copied(), expected, "key {i}");
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ use crate::subject::{analyze_into, first_prefix, PrefixKind};
 use crate::timefmt::Millis;
 use keys::{KeyHash, KeyHasher};
 pub use lru::ReserveError;
-use lru::{Found, LruMap};
+use lru::{Found, Hint, LruMap};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::ops::ControlFlow;
@@ -171,7 +171,8 @@ impl ThreadOf {
     }
 }
 
-/// The hashes an event is looked up by, computed once per event.
+/// The hashes an event is looked up by, computed once per event, and where a batch's prefetch
+/// found them ([`Hint::Unknown`] outside a batch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct EventKeys {
     /// Its message id's, when it has one.
@@ -180,6 +181,37 @@ struct EventKeys {
     join: Option<KeyHash>,
     /// Whether `join` is a thread id's (a thread key) rather than a message id's.
     by_thread_id: bool,
+    /// `id` in the message-id map.
+    id_at: Hint,
+    /// `join` in the message-id map (a References / In-Reply-To join).
+    join_at: Hint,
+    /// The thread the event most likely updates, and where it is in the thread map.
+    thread: Option<(KeyHash, Hint)>,
+}
+
+impl EventKeys {
+    /// Whether `self` and `other` are the same event's hashes, whatever their hints.
+    fn same_hashes(&self, other: &Self) -> bool {
+        (self.id, self.join, self.by_thread_id) == (other.id, other.join, other.by_thread_id)
+    }
+
+    /// The hint for a lookup of thread `hash`.
+    fn thread_hint(&self, hash: KeyHash) -> Hint {
+        match self.thread {
+            Some((guess, hint)) if guess == hash => hint,
+            _ => Hint::Unknown,
+        }
+    }
+
+    /// The same hashes without hints.
+    fn unhinted(self) -> Self {
+        Self {
+            id_at: Hint::Unknown,
+            join_at: Hint::Unknown,
+            thread: None,
+            ..self
+        }
+    }
 }
 
 /// The key hashes of a batch of events whose lookups [`Engine::prefetch_batch`] started. Each
@@ -191,6 +223,9 @@ pub struct PrefetchedBatch {
     keys: Vec<EventKeys>,
     /// The next event's index in `keys`.
     next: usize,
+    /// The engine's [`Engine::hint_epoch`] when the hints were taken: those of an earlier
+    /// batch (a caller with two batches) are not believed.
+    epoch: u64,
 }
 
 /// `counted_at` of a message that never counted as a reply-all. Accepted timestamps are never
@@ -266,6 +301,8 @@ pub struct Engine {
     subject_key: String,
     /// Reused by [`Engine::ingest_batch`] for its events' key hashes.
     batch: PrefetchedBatch,
+    /// Counts [`Engine::prefetch_batch`] calls: the hints of the latest batch alone hold.
+    hint_epoch: u64,
     /// The caller's wall clock at the arrival of the events being ingested (service mode).
     arrival: Option<Millis>,
 }
@@ -289,6 +326,7 @@ impl Engine {
             sender_buf: String::new(),
             subject_key: String::new(),
             batch: PrefetchedBatch::default(),
+            hint_epoch: 0,
             arrival: None,
         }
     }
@@ -565,7 +603,7 @@ impl Engine {
     /// what it held). For callers that cannot hand [`Engine::ingest_batch`] a slice of events,
     /// or must act on the engine between two events (the service adopts announced storm starts).
     /// Only hints: the maps and their recency order do not change.
-    pub fn prefetch_batch<'a, 'e: 'a, I>(&self, events: I, batch: &mut PrefetchedBatch)
+    pub fn prefetch_batch<'a, 'e: 'a, I>(&mut self, events: I, batch: &mut PrefetchedBatch)
     where
         I: IntoIterator<Item = &'a Event<'e>>,
         I::IntoIter: Clone,
@@ -584,7 +622,11 @@ impl Engine {
         batch
             .keys
             .extend(events.map(|event| self.key_hashes(event)));
-        self.prefetch(&batch.keys);
+        self.hint_epoch += 1;
+        batch.epoch = self.hint_epoch;
+        self.threads.forget_inserted();
+        self.message_ids.forget_inserted();
+        self.prefetch(&mut batch.keys);
     }
 
     /// [`Engine::ingest`] for the next event of a batch given to [`Engine::prefetch_batch`]:
@@ -597,15 +639,18 @@ impl Engine {
         alerts: &mut Vec<Alert>,
     ) -> Outcome {
         let keys = match batch.keys.get(batch.next) {
-            Some(keys) => {
+            Some(keys) if batch.epoch == self.hint_epoch => {
                 batch.next += 1;
                 *keys
             }
+            Some(keys) => {
+                batch.next += 1;
+                keys.unhinted()
+            }
             None => self.key_hashes(event),
         };
-        debug_assert_eq!(
-            keys,
-            self.key_hashes(event),
+        debug_assert!(
+            keys.same_hashes(&self.key_hashes(event)),
             "events handed back out of their batch's order"
         );
         self.ingest_hashed(event, keys, alerts)
@@ -614,31 +659,36 @@ impl Engine {
     /// The prefetch passes over a batch whose key hashes are `hashes`. Each pass goes over
     /// the whole batch before the next starts, so the loads it starts for different events
     /// overlap; the next pass follows what the previous one loaded (a joined message's record,
-    /// then its thread key, then the thread). Only hints: nothing here changes the maps or
-    /// their recency order.
-    fn prefetch(&self, hashes: &[EventKeys]) {
+    /// then its thread key, then the thread). Where each entry was found is kept in `batch`
+    /// for the events' own lookups, which then search only where the map changed since
+    /// (`LruMap::lookup_hinted`): otherwise each lookup searched the index twice, and dropping
+    /// the second search took 7% of the engine's instructions (BENCHMARKS.md, session 11).
+    /// Only hints: nothing here changes the maps or their recency order.
+    fn prefetch(&self, batch: &mut [EventKeys]) {
         // The index lines first: their addresses come from the hashes alone, so these loads
         // all start at once, and the next pass finds the lines it searches in the cache.
-        for key in hashes {
-            self.visit_entries(key, LruMap::prefetch_index, LruMap::prefetch_index);
+        for keys in batch.iter() {
+            self.visit_entries(keys, prefetch_index_line, prefetch_index_line);
         }
-        for key in hashes {
-            self.visit_entries(key, LruMap::prefetch, LruMap::prefetch);
+        // Then the entries, keeping where each was found for the event's own lookups.
+        for keys in batch.iter_mut() {
+            (keys.id_at, keys.join_at, keys.thread) =
+                self.visit_entries(keys, LruMap::hint, LruMap::hint);
         }
         // The joined messages' records, now (being) loaded, name the threads: their keys are
         // loaded next, then hashed to prefetch the threads (unless the first pass guessed it).
-        let joined: Vec<(&MessageRecord, KeyHash)> = hashes
-            .iter()
-            .filter_map(|key| {
-                let record = self.joined_record(key)?;
+        for keys in batch.iter() {
+            if let Some(record) = self.joined_record(keys) {
                 lru::prefetch_bytes(record.thread.as_bytes());
-                Some((record, key.join?))
-            })
-            .collect();
-        for (record, join) in joined {
+            }
+        }
+        for keys in batch.iter_mut() {
+            let (Some(record), Some(join)) = (self.joined_record(keys), keys.join) else {
+                continue;
+            };
             let thread = self.hasher.hash(&record.thread);
             if thread != join {
-                self.threads.prefetch(&thread);
+                keys.thread = Some((thread, self.threads.hint(&thread)));
             }
         }
     }
@@ -651,37 +701,49 @@ impl Engine {
             id: (!message_id.is_empty()).then(|| self.hasher.hash(message_id)),
             join: join.map(|key| self.hasher.hash(key)),
             by_thread_id: event.thread_id.is_some(),
+            id_at: Hint::Unknown,
+            join_at: Hint::Unknown,
+            thread: None,
         }
     }
 
     /// Calls `on_record` and `on_thread` (one prefetch step each) for the entries an event's
     /// lookups will reach first: its own message id's record and thread, and the record (or, by
-    /// thread id, the thread) it joins.
+    /// thread id, the thread) it joins. Returns what they said, as `(id_at, join_at, thread)`
+    /// of [`EventKeys`].
     fn visit_entries(
         &self,
         keys: &EventKeys,
-        on_record: impl Fn(&LruMap<MessageRecord>, &KeyHash),
-        on_thread: impl Fn(&LruMap<Thread>, &KeyHash),
-    ) {
-        if let Some(id) = &keys.id {
-            on_record(&self.message_ids, id);
-        }
-        match &keys.join {
+        on_record: impl Fn(&LruMap<MessageRecord>, &KeyHash) -> Hint,
+        on_thread: impl Fn(&LruMap<Thread>, &KeyHash) -> Hint,
+    ) -> (Hint, Hint, Option<(KeyHash, Hint)>) {
+        let id_at = keys
+            .id
+            .map_or(Hint::Unknown, |id| on_record(&self.message_ids, &id));
+        match keys.join {
             // A thread id is the thread's key.
-            Some(join) if keys.by_thread_id => on_thread(&self.threads, join),
+            Some(join) if keys.by_thread_id => (
+                id_at,
+                Hint::Unknown,
+                Some((join, on_thread(&self.threads, &join))),
+            ),
             // A conversation's key is most often its first message's id: the References root
             // or the In-Reply-To itself. Its thread is prefetched on that guess; the record
             // names the true one (the last pass of `prefetch`).
             Some(join) => {
-                on_record(&self.message_ids, join);
-                on_thread(&self.threads, join);
+                let join_at = on_record(&self.message_ids, &join);
+                (
+                    id_at,
+                    join_at,
+                    Some((join, on_thread(&self.threads, &join))),
+                )
             }
             // Nothing to join by: the event's own id will most likely be its thread's key.
-            None => {
-                if let Some(id) = &keys.id {
-                    on_thread(&self.threads, id);
-                }
-            }
+            None => (
+                id_at,
+                Hint::Unknown,
+                keys.id.map(|id| (id, on_thread(&self.threads, &id))),
+            ),
         }
     }
 
@@ -690,7 +752,8 @@ impl Engine {
         if keys.by_thread_id {
             return None;
         }
-        self.message_ids.get(keys.join.as_ref()?)
+        self.message_ids
+            .get_hinted(keys.join.as_ref()?, keys.join_at)
     }
 
     /// [`Engine::ingest`] with the event's key hashes already computed.
@@ -708,7 +771,9 @@ impl Engine {
             }
         }
         // The id's lookup serves both the duplicate check and the record kept after.
-        let id = keys.id.map(|hash| (hash, self.message_ids.lookup(&hash)));
+        let id = keys
+            .id
+            .map(|hash| (hash, self.message_ids.lookup_hinted(&hash, keys.id_at)));
         if self.is_duplicate(id, at) {
             self.stats.duplicate += 1;
             return Outcome::Duplicate;
@@ -813,14 +878,15 @@ impl Engine {
         keys: EventKeys,
     ) -> Option<ThreadOf> {
         if let Some(thread_id) = &event.thread_id {
-            return Some(self.intern_hashed(keys.join?, thread_id));
+            let join = keys.join?;
+            return Some(self.intern_hashed(join, thread_id, keys.thread_hint(join)));
         }
         if let Some(root) = event
             .references_root
             .as_deref()
             .or(event.in_reply_to.as_deref())
         {
-            return Some(self.known_thread_or(keys.join?, root));
+            return self.known_thread_or(root, &keys);
         }
         if prefix == Some(PrefixKind::Reply) && !self.normalized_subject.is_empty() {
             let subject_hash = self.hasher.hash(&self.normalized_subject);
@@ -832,28 +898,37 @@ impl Engine {
             self.subject_key.push_str(&self.normalized_subject);
             return Some(self.intern(&self.subject_key));
         }
-        Some(self.intern_hashed(keys.id?, &event.message_id))
+        let id = keys.id?;
+        Some(self.intern_hashed(id, &event.message_id, keys.thread_hint(id)))
     }
 
-    /// The thread key recorded for a message id (whose hash is `id_hash`), else the id itself.
-    fn known_thread_or(&self, id_hash: KeyHash, message_id: &str) -> ThreadOf {
-        match self.message_ids.get(&id_hash) {
+    /// The thread key recorded for the message id an event joins (`message_id`, whose hash is
+    /// `keys.join`), else that id itself.
+    fn known_thread_or(&self, message_id: &str, keys: &EventKeys) -> Option<ThreadOf> {
+        let join = keys.join?;
+        Some(match self.message_ids.get_hinted(&join, keys.join_at) {
             Some(record) => {
-                ThreadOf::unlooked(self.hasher.hash(&record.thread), record.thread.clone())
+                let hash = self.hasher.hash(&record.thread);
+                ThreadOf {
+                    hash,
+                    key: record.thread.clone(),
+                    found: Some(self.threads.lookup_hinted(&hash, keys.thread_hint(hash))),
+                }
             }
-            None => self.intern_hashed(id_hash, message_id),
-        }
+            None => self.intern_hashed(join, message_id, keys.thread_hint(join)),
+        })
     }
 
     /// A thread key with its hash and a shared copy of it.
     fn intern(&self, key: &str) -> ThreadOf {
-        self.intern_hashed(self.hasher.hash(key), key)
+        self.intern_hashed(self.hasher.hash(key), key, Hint::Unknown)
     }
 
     /// A thread key whose hash is `hash`, with a shared copy of it: the tracked thread's own
-    /// when there is one, so one key is one allocation however many maps hold it.
-    fn intern_hashed(&self, hash: KeyHash, key: &str) -> ThreadOf {
-        let found = self.threads.lookup(&hash);
+    /// when there is one, so one key is one allocation however many maps hold it. `hint` is
+    /// where a batch's prefetch found the thread, if it looked.
+    fn intern_hashed(&self, hash: KeyHash, key: &str, hint: Hint) -> ThreadOf {
+        let found = self.threads.lookup_hinted(&hash, hint);
         let key = match self.threads.get_found(&hash, found) {
             Some(thread) => thread.key.clone(),
             None => Arc::from(key),
@@ -1052,6 +1127,12 @@ impl Engine {
             self.end_storm(&key, now, alerts);
         }
     }
+}
+
+/// The first step of [`Engine::prefetch`] for one entry: its line of the index.
+fn prefetch_index_line<V>(map: &LruMap<V>, key: &KeyHash) -> Hint {
+    map.prefetch_index(key);
+    Hint::Unknown
 }
 
 /// The thread for `key`, created (making room under the cap) when new, and marked most

@@ -1338,6 +1338,33 @@ fn an_event_beyond_its_prefetched_batch_is_hashed_and_decided_as_usual() {
 }
 
 #[test]
+fn the_hints_of_a_batch_prefetched_before_another_are_not_believed() {
+    // `first` counts, so the repeat of its id is a duplicate. The repeat's prefetch found
+    // that id absent; `first`'s record goes in after, and the second batch's prefetch starts
+    // new hints. Believed, the old absence would make the repeat a new reply-all.
+    let first = reply_all(0.0, "<a@x>", "a@x", 5000, "T");
+    let repeat = reply_all(1.0, "<a@x>", "a@x", 5000, "T");
+    let other = reply_all(2.0, "<b@x>", "b@x", 5000, "U");
+    let mut engine = Engine::from_config(&Config::default());
+    let (mut earlier, mut later) = (PrefetchedBatch::default(), PrefetchedBatch::default());
+    let mut alerts = Vec::new();
+    engine.prefetch_batch([&first, &repeat], &mut earlier);
+    assert_eq!(
+        engine.ingest_prefetched(&first, &mut earlier, &mut alerts),
+        Outcome::Counted
+    );
+    engine.prefetch_batch([&other], &mut later);
+    assert_eq!(
+        engine.ingest_prefetched(&repeat, &mut earlier, &mut alerts),
+        Outcome::Duplicate
+    );
+    assert_eq!(
+        engine.ingest_prefetched(&other, &mut later, &mut alerts),
+        Outcome::Counted
+    );
+}
+
+#[test]
 #[cfg(debug_assertions)]
 #[should_panic(expected = "out of their batch's order")]
 fn events_handed_back_out_of_order_are_caught_in_debug_builds() {
