@@ -314,6 +314,12 @@ impl<V> LruMap<V> {
         self.slot(index)?.value.as_ref()
     }
 
+    /// [`Self::get_mut`] with what a lookup of `key` found.
+    pub fn get_found_mut(&mut self, key: &KeyHash, found: Found) -> Option<&mut V> {
+        let index = self.current(key, Some(found)).slot?;
+        self.slot_mut(index)?.value.as_mut()
+    }
+
     /// The value of `key`, mutably, without changing its recency.
     pub fn get_mut(&mut self, key: &KeyHash) -> Option<&mut V> {
         let index = self.index_of(key)?;

@@ -21,7 +21,8 @@
 //! (`keys.rs`, which states why a hash may stand for the string) and kept in recency order in a
 //! slab (`lru.rs`): a lookup is one hash and no string comparison, a remembered message id keeps
 //! no copy of its text, and an entry costs no allocation of its own. Thread key strings are
-//! kept (shared, one allocation per key) because alerts name them.
+//! kept (shared, one allocation per key) because alerts and the message-id records name them,
+//! but only from the first time something does: a conversation nothing joins keeps none.
 
 mod index_table;
 mod keys;
@@ -152,21 +153,37 @@ struct MessageRecord {
     counted_at: Millis,
 }
 
-/// An event's thread key: its hash, a shared copy, and the thread map's lookup of it when one
-/// was made on the way.
-struct ThreadOf {
+/// An event's thread key: its hash, its text, and the thread map's lookup of it when one was
+/// made on the way.
+struct ThreadOf<'e> {
     hash: KeyHash,
-    key: Arc<str>,
+    key: KeyText<'e>,
     found: Option<Found>,
 }
 
-impl ThreadOf {
-    /// A key whose thread has not been looked up.
-    fn unlooked(hash: KeyHash, key: Arc<str>) -> Self {
-        Self {
-            hash,
-            key,
-            found: None,
+/// A thread key's text as the engine has it while it decides one event.
+enum KeyText<'e> {
+    /// A shared copy: a record's, a subject's, or the tracked thread's.
+    Shared(Arc<str>),
+    /// The event's own text of it (its message id, thread id or join), from which a shared
+    /// copy is made only when one is needed ([`Engine::share_key`]).
+    Event(&'e str),
+}
+
+impl KeyText<'_> {
+    /// A shared copy: the one held, or a new one.
+    fn to_shared(&self) -> Arc<str> {
+        match self {
+            KeyText::Shared(key) => key.clone(),
+            KeyText::Event(text) => Arc::from(*text),
+        }
+    }
+
+    /// The shared copy, if one is held.
+    fn shared(&self) -> Option<&Arc<str>> {
+        match self {
+            KeyText::Shared(key) => Some(key),
+            KeyText::Event(_) => None,
         }
     }
 }
@@ -482,12 +499,12 @@ impl Engine {
     /// already has an active storm, nor when every tracked thread has one and the cap is
     /// reached.
     pub fn resume_storm(&mut self, resumed: ResumedStorm, alerts: &mut Vec<Alert>) -> bool {
-        let ThreadOf { hash, key, found } = self.intern(&resumed.thread_key);
+        let ThreadOf { hash, found, .. } = self.intern(&resumed.thread_key);
         let Some(thread) = thread_entry(
             &mut self.threads,
             hash,
             found,
-            &key,
+            Some(&resumed.thread_key),
             self.settings.max_threads,
             &mut self.stats,
         ) else {
@@ -496,6 +513,7 @@ impl Engine {
         if thread.storm().is_some() {
             return false;
         }
+        let key = thread.share_key(|| resumed.thread_key.clone()).clone();
         if thread.subject.is_none() {
             thread.subject = resumed.subject.as_deref().map(Box::from);
         }
@@ -814,18 +832,19 @@ impl Engine {
             || prefix == Some(PrefixKind::Reply);
         let is_reply_all = is_reply && big_audience;
 
-        let Some(thread) = self.thread_key(event, prefix, keys) else {
+        let Some(mut thread) = self.thread_key(event, prefix, keys) else {
             // No id and nothing to join it by: it counts in no window.
             self.stats.ignored += 1;
             return Outcome::Ignored;
         };
         if big_audience && !self.normalized_subject.is_empty() {
-            self.record_subject(&thread.key);
+            let key = self.share_key(&mut thread);
+            self.record_subject(&key);
         }
-        let counted = self.apply_to_thread(&thread, event, is_reply_all, now, alerts);
+        let counted = self.apply_to_thread(&mut thread, event, is_reply_all, now, alerts);
         if let Some(id) = id {
             // Only a reply-all that was counted makes later lines of its message duplicates.
-            self.record_message(id, thread.hash, &thread.key, counted.then_some(at));
+            self.record_message(id, &mut thread, counted.then_some(at));
         }
         if counted {
             self.stats.counted += 1;
@@ -842,7 +861,7 @@ impl Engine {
         let prefix = self.analyze_subject(event);
         let keys = self.key_hashes(event);
         self.thread_key(event, prefix, keys)
-            .map(|thread| thread.key)
+            .map(|thread| thread.key.to_shared())
     }
 
     /// The event's subject prefix kind, leaving its normalized subject (empty when it has
@@ -871,12 +890,12 @@ impl Engine {
     }
 
     /// The thread key of contract section 2, in order of preference, with its hash.
-    fn thread_key(
+    fn thread_key<'e>(
         &mut self,
-        event: &Event<'_>,
+        event: &'e Event<'_>,
         prefix: Option<PrefixKind>,
         keys: EventKeys,
-    ) -> Option<ThreadOf> {
+    ) -> Option<ThreadOf<'e>> {
         if let Some(thread_id) = &event.thread_id {
             let join = keys.join?;
             return Some(self.intern_hashed(join, thread_id, keys.thread_hint(join)));
@@ -891,12 +910,28 @@ impl Engine {
         if prefix == Some(PrefixKind::Reply) && !self.normalized_subject.is_empty() {
             let subject_hash = self.hasher.hash(&self.normalized_subject);
             if let Some(key) = self.subjects.get(&subject_hash) {
-                return Some(ThreadOf::unlooked(self.hasher.hash(key), key.clone()));
+                return Some(ThreadOf {
+                    hash: self.hasher.hash(key),
+                    key: KeyText::Shared(key.clone()),
+                    found: None,
+                });
             }
             self.subject_key.clear();
             self.subject_key.push_str(SUBJECT_KEY_PREFIX);
             self.subject_key.push_str(&self.normalized_subject);
-            return Some(self.intern(&self.subject_key));
+            // The text is in a buffer of the engine's, which the thread cannot borrow: shared
+            // at once (the tracked thread's copy, if it has one).
+            let ThreadOf { hash, found, .. } = self.intern(&self.subject_key);
+            let key = found
+                .and_then(|found| self.threads.get_found(&hash, found))
+                .and_then(Thread::shared_key)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(self.subject_key.as_str()));
+            return Some(ThreadOf {
+                hash,
+                key: KeyText::Shared(key),
+                found,
+            });
         }
         let id = keys.id?;
         Some(self.intern_hashed(id, &event.message_id, keys.thread_hint(id)))
@@ -904,14 +939,14 @@ impl Engine {
 
     /// The thread key recorded for the message id an event joins (`message_id`, whose hash is
     /// `keys.join`), else that id itself.
-    fn known_thread_or(&self, message_id: &str, keys: &EventKeys) -> Option<ThreadOf> {
+    fn known_thread_or<'e>(&self, message_id: &'e str, keys: &EventKeys) -> Option<ThreadOf<'e>> {
         let join = keys.join?;
         Some(match self.message_ids.get_hinted(&join, keys.join_at) {
             Some(record) => {
                 let hash = self.hasher.hash(&record.thread);
                 ThreadOf {
                     hash,
-                    key: record.thread.clone(),
+                    key: KeyText::Shared(record.thread.clone()),
                     found: Some(self.threads.lookup_hinted(&hash, keys.thread_hint(hash))),
                 }
             }
@@ -919,25 +954,37 @@ impl Engine {
         })
     }
 
-    /// A thread key with its hash and a shared copy of it.
-    fn intern(&self, key: &str) -> ThreadOf {
+    /// A thread key with its hash and its thread's lookup.
+    fn intern<'e>(&self, key: &'e str) -> ThreadOf<'e> {
         self.intern_hashed(self.hasher.hash(key), key, Hint::Unknown)
     }
 
-    /// A thread key whose hash is `hash`, with a shared copy of it: the tracked thread's own
-    /// when there is one, so one key is one allocation however many maps hold it. `hint` is
-    /// where a batch's prefetch found the thread, if it looked.
-    fn intern_hashed(&self, hash: KeyHash, key: &str, hint: Hint) -> ThreadOf {
-        let found = self.threads.lookup_hinted(&hash, hint);
-        let key = match self.threads.get_found(&hash, found) {
-            Some(thread) => thread.key.clone(),
-            None => Arc::from(key),
-        };
+    /// A thread key whose hash is `hash`, with its thread's lookup (`hint` is where a batch's
+    /// prefetch found the thread, if it looked). No shared copy is made or taken here: most
+    /// events never need one ([`Engine::share_key`]).
+    fn intern_hashed<'e>(&self, hash: KeyHash, key: &'e str, hint: Hint) -> ThreadOf<'e> {
         ThreadOf {
             hash,
-            key,
-            found: Some(found),
+            key: KeyText::Event(key),
+            found: Some(self.threads.lookup_hinted(&hash, hint)),
         }
+    }
+
+    /// A shared copy of `thread`'s key, for a map that keeps it: the tracked thread's own when
+    /// it has one, else a new one that the tracked thread keeps too, so that one key is one
+    /// allocation however many maps hold it.
+    fn share_key(&mut self, thread: &mut ThreadOf<'_>) -> Arc<str> {
+        if let KeyText::Shared(key) = &thread.key {
+            return key.clone();
+        }
+        let found = self.threads.current(&thread.hash, thread.found);
+        thread.found = Some(found);
+        let key = match self.threads.get_found_mut(&thread.hash, found) {
+            Some(tracked) => tracked.share_key(|| thread.key.to_shared()).clone(),
+            None => thread.key.to_shared(),
+        };
+        thread.key = KeyText::Shared(key.clone());
+        key
     }
 
     /// Records `message_id -> key` (latest wins), keeping the time it counted as a reply-all.
@@ -951,26 +998,30 @@ impl Engine {
     fn record_message(
         &mut self,
         (id_hash, found): (KeyHash, Found),
-        key_hash: KeyHash,
-        key: &Arc<str>,
+        thread: &mut ThreadOf<'_>,
         counted_at: Option<Millis>,
     ) {
-        if let Some(record) = self.message_ids.touch_found(&id_hash, found) {
-            if !Arc::ptr_eq(&record.thread, key) {
-                record.thread = key.clone();
-            }
-            if let Some(counted_at) = counted_at {
-                record.counted_at = counted_at;
+        let found = self.message_ids.current(&id_hash, Some(found));
+        if found.is_held() {
+            let key = self.share_key(thread);
+            if let Some(record) = self.message_ids.touch_found(&id_hash, found) {
+                if !Arc::ptr_eq(&record.thread, &key) {
+                    record.thread = key;
+                }
+                if let Some(counted_at) = counted_at {
+                    record.counted_at = counted_at;
+                }
             }
             return;
         }
-        if counted_at.is_none() && key_hash == id_hash {
+        if counted_at.is_none() && thread.hash == id_hash {
             return;
         }
+        let key = self.share_key(thread);
         self.message_ids.insert_new(
             id_hash,
             MessageRecord {
-                thread: key.clone(),
+                thread: key,
                 counted_at: counted_at.unwrap_or(NEVER_COUNTED),
             },
         );
@@ -1004,14 +1055,14 @@ impl Engine {
     /// and the rules. Returns whether the reply-all was counted.
     fn apply_to_thread(
         &mut self,
-        thread_of: &ThreadOf,
+        thread_of: &mut ThreadOf<'_>,
         event: &Event<'_>,
         is_reply_all: bool,
         now: Millis,
         alerts: &mut Vec<Alert>,
     ) -> bool {
-        let ThreadOf { hash, key, found } = thread_of;
-        let (hash, found) = (*hash, self.threads.current(hash, *found));
+        let hash = thread_of.hash;
+        let found = self.threads.current(&hash, thread_of.found);
         if !is_reply_all && event.subject.is_none() {
             // Nothing to store; it still counts as activity for eviction order.
             self.threads.touch_found(&hash, found);
@@ -1021,7 +1072,7 @@ impl Engine {
             &mut self.threads,
             hash,
             Some(found),
-            key,
+            thread_of.key.shared(),
             self.settings.max_threads,
             &mut self.stats,
         ) else {
@@ -1036,6 +1087,10 @@ impl Engine {
         if !is_reply_all {
             return false;
         }
+        // A thread with reply-alls may have a storm, which the alerts, the deadlines and the
+        // active set name: it shares its key from now on.
+        let key = thread.share_key(|| thread_of.key.to_shared()).clone();
+        thread_of.key = KeyText::Shared(key.clone());
         let settings = &self.settings;
         lowercase_into(&event.sender, &mut self.sender_buf);
         let sender = self.hasher.hash64(&self.sender_buf);
@@ -1143,18 +1198,23 @@ fn thread_entry<'a>(
     threads: &'a mut LruMap<Thread>,
     hash: KeyHash,
     found: Option<Found>,
-    key: &Arc<str>,
+    shared_key: Option<&Arc<str>>,
     cap: usize,
     stats: &mut EngineStats,
 ) -> Option<&'a mut Thread> {
     let found = threads.current(&hash, found);
     if found.is_held() {
-        return threads.touch_found(&hash, found);
+        let thread = threads.touch_found(&hash, found)?;
+        // A thread that has no shared copy of its key yet takes the one the caller has.
+        if let Some(key) = shared_key {
+            thread.share_key(|| key.clone());
+        }
+        return Some(thread);
     }
     if threads.len() >= cap.min(lru::MAX_ENTRIES) && !evict_one(threads, stats) {
         return None;
     }
-    Some(threads.insert_new(hash, Thread::new(key.clone())))
+    Some(threads.insert_new(hash, Thread::new(shared_key)))
 }
 
 /// Evicts the least recently active thread without an active storm. Threads with active storms
@@ -1173,7 +1233,9 @@ fn evict_one(threads: &mut LruMap<Thread>, stats: &mut EngineStats) -> bool {
         stats.thread_evictions += 1;
         // The next thread evicted frees its key and subject: load them now.
         if let Some((_, next)) = threads.front() {
-            lru::prefetch_shared(&next.key);
+            if let Some(key) = next.shared_key() {
+                lru::prefetch_shared(key);
+            }
             if let Some(subject) = next.subject.as_deref() {
                 lru::prefetch_bytes(subject.as_bytes());
             }

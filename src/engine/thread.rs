@@ -8,7 +8,11 @@ use super::window::ReplyWindows;
 use crate::alert::{Alert, AlertKind, RuleName, Severity};
 use crate::timefmt::Millis;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+/// The key of every thread whose key nothing shares yet (see [`Thread::shared_key`]): no thread
+/// key is empty, so the empty string can mark one. One allocation for the process.
+static UNSHARED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
 
 /// An active storm.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +32,12 @@ pub(super) struct Storm {
 /// (its slab slot at 64, one cache line).
 #[derive(Debug)]
 pub(super) struct Thread {
-    /// The thread key, shared with the message-id and subject maps that point here.
-    pub key: Arc<str>,
+    /// The thread key, shared with the message-id and subject maps that point here, once one
+    /// of them does or the thread has a storm; [`UNSHARED`] until then. Why: every lookup that
+    /// reaches a thread carries its key's text (an event's id, join or thread id, or a record's
+    /// shared copy), so a thread needs its own copy only to share it, and most conversations
+    /// are never joined by anything: their key cost an allocation (and 64 bytes) for nothing.
+    key: Arc<str>,
     /// The latest non-empty subject, already cut to [`super::MAX_SUBJECT_CHARS`].
     pub subject: Option<Box<str>>,
     activity: Option<Box<Activity>>,
@@ -47,13 +55,26 @@ struct Activity {
 }
 
 impl Thread {
-    /// A thread with nothing recorded yet.
-    pub fn new(key: Arc<str>) -> Self {
+    /// A thread with nothing recorded yet, with a shared copy of its key if the caller has one.
+    pub fn new(key: Option<&Arc<str>>) -> Self {
         Self {
-            key,
+            key: key.unwrap_or(&UNSHARED).clone(),
             subject: None,
             activity: None,
         }
+    }
+
+    /// Its key's shared copy, if it has one yet.
+    pub fn shared_key(&self) -> Option<&Arc<str>> {
+        (!self.key.is_empty()).then_some(&self.key)
+    }
+
+    /// Its key's shared copy, taking `make`'s when it has none yet.
+    pub fn share_key(&mut self, make: impl FnOnce() -> Arc<str>) -> &Arc<str> {
+        if self.key.is_empty() {
+            self.key = make();
+        }
+        &self.key
     }
 
     /// Its reply-alls, once it has had one.
@@ -169,6 +190,7 @@ impl Thread {
                 .filter_map(|hash| names.and_then(|n| n.get(&hash)).cloned())
                 .collect()
         });
+        debug_assert!(!self.key.is_empty(), "a thread with a storm shares its key");
         Alert {
             kind,
             thread_key: self.key.clone(),
@@ -199,6 +221,18 @@ mod tests {
     }
 
     #[test]
+    fn a_key_is_shared_once_and_kept() {
+        let mut thread = Thread::new(None);
+        assert_eq!(thread.shared_key(), None);
+        let first: Arc<str> = Arc::from("<a@x>");
+        assert!(Arc::ptr_eq(thread.share_key(|| first.clone()), &first));
+        // Shared already: another copy offered later is not taken.
+        assert!(Arc::ptr_eq(thread.share_key(|| Arc::from("<a@x>")), &first));
+        assert_eq!(thread.shared_key().map(|k| &**k), Some("<a@x>"));
+        assert_eq!(Thread::new(Some(&first)).shared_key(), Some(&first));
+    }
+
+    #[test]
     fn ending_a_storm_drops_what_the_thread_no_longer_needs() {
         let storm = Storm {
             started_at: 0,
@@ -207,13 +241,14 @@ mod tests {
             epoch: 0,
             last_arrival: None,
         };
-        let mut resumed = Thread::new(Arc::from("t"));
+        let key = Arc::from("t");
+        let mut resumed = Thread::new(Some(&key));
         resumed.start_storm(storm.clone());
         assert_eq!(resumed.storm(), Some(&storm));
         resumed.end_storm();
         assert!(resumed.activity.is_none(), "nothing left: the box goes");
 
-        let mut named = Thread::new(Arc::from("t"));
+        let mut named = Thread::new(Some(&key));
         named.remember_sender(7, "a@example.org");
         named.start_storm(storm);
         named.end_storm();
