@@ -844,7 +844,7 @@ impl Engine {
         let counted = self.apply_to_thread(&mut thread, event, is_reply_all, now, alerts);
         if let Some(id) = id {
             // Only a reply-all that was counted makes later lines of its message duplicates.
-            self.record_message(id, &mut thread, counted.then_some(at));
+            self.record_message(id, thread, counted.then_some(at));
         }
         if counted {
             self.stats.counted += 1;
@@ -972,19 +972,38 @@ impl Engine {
 
     /// A shared copy of `thread`'s key, for a map that keeps it: the tracked thread's own when
     /// it has one, else a new one that the tracked thread keeps too, so that one key is one
-    /// allocation however many maps hold it.
+    /// allocation however many maps hold it. `thread` keeps a copy for later uses.
     fn share_key(&mut self, thread: &mut ThreadOf<'_>) -> Arc<str> {
         if let KeyText::Shared(key) = &thread.key {
             return key.clone();
         }
         let found = self.threads.current(&thread.hash, thread.found);
         thread.found = Some(found);
-        let key = match self.threads.get_found_mut(&thread.hash, found) {
-            Some(tracked) => tracked.share_key(|| thread.key.to_shared()).clone(),
-            None => thread.key.to_shared(),
-        };
+        let key = self.tracked_copy(thread.hash, found, &thread.key);
         thread.key = KeyText::Shared(key.clone());
         key
+    }
+
+    /// [`Self::share_key`] for the last use of `thread`: its copy is handed over rather than
+    /// cloned (each clone and drop of an `Arc` is an atomic update of its count, which showed
+    /// in the profile).
+    fn hand_over_key(&mut self, thread: ThreadOf<'_>) -> Arc<str> {
+        match thread.key {
+            KeyText::Shared(key) => key,
+            KeyText::Event(_) => {
+                let found = self.threads.current(&thread.hash, thread.found);
+                self.tracked_copy(thread.hash, found, &thread.key)
+            }
+        }
+    }
+
+    /// The tracked thread's shared copy of its key (made from `key` if it has none yet), or a
+    /// new copy when the thread is not tracked.
+    fn tracked_copy(&mut self, hash: KeyHash, found: Found, key: &KeyText<'_>) -> Arc<str> {
+        match self.threads.get_found_mut(&hash, found) {
+            Some(tracked) => tracked.share_key(|| key.to_shared()).clone(),
+            None => key.to_shared(),
+        }
     }
 
     /// Records `message_id -> key` (latest wins), keeping the time it counted as a reply-all.
@@ -998,12 +1017,12 @@ impl Engine {
     fn record_message(
         &mut self,
         (id_hash, found): (KeyHash, Found),
-        thread: &mut ThreadOf<'_>,
+        thread: ThreadOf<'_>,
         counted_at: Option<Millis>,
     ) {
         let found = self.message_ids.current(&id_hash, Some(found));
         if found.is_held() {
-            let key = self.share_key(thread);
+            let key = self.hand_over_key(thread);
             if let Some(record) = self.message_ids.touch_found(&id_hash, found) {
                 if !Arc::ptr_eq(&record.thread, &key) {
                     record.thread = key;
@@ -1017,7 +1036,7 @@ impl Engine {
         if counted_at.is_none() && thread.hash == id_hash {
             return;
         }
-        let key = self.share_key(thread);
+        let key = self.hand_over_key(thread);
         self.message_ids.insert_new(
             id_hash,
             MessageRecord {
