@@ -620,7 +620,8 @@ impl Engine {
     /// [`Engine::ingest_prefetched`], and keeps their key hashes in `batch` for it (replacing
     /// what it held). For callers that cannot hand [`Engine::ingest_batch`] a slice of events,
     /// or must act on the engine between two events (the service adopts announced storm starts).
-    /// Only hints: the maps and their recency order do not change.
+    /// Only hints: the maps and their recency order do not change (`&mut self` only starts the
+    /// batch's hints: see `LruMap::forget_inserted`).
     pub fn prefetch_batch<'a, 'e: 'a, I>(&mut self, events: I, batch: &mut PrefetchedBatch)
     where
         I: IntoIterator<Item = &'a Event<'e>>,
@@ -674,7 +675,7 @@ impl Engine {
         self.ingest_hashed(event, keys, alerts)
     }
 
-    /// The prefetch passes over a batch whose key hashes are `hashes`. Each pass goes over
+    /// The prefetch passes over a batch's key hashes (`batch`). Each pass goes over
     /// the whole batch before the next starts, so the loads it starts for different events
     /// overlap; the next pass follows what the previous one loaded (a joined message's record,
     /// then its thread key, then the thread). Where each entry was found is kept in `batch`
