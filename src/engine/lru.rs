@@ -254,9 +254,11 @@ impl<V> LruMap<V> {
         }
     }
 
-    /// [`Self::get`] with a hint (see [`Self::lookup_hinted`]).
+    /// [`Self::get`] with a hint (see [`Self::lookup_hinted`]). The lookup is current by
+    /// construction, so its slot is read without checking it again as `get_found` would.
     pub fn get_hinted(&self, key: &KeyHash, hint: Hint) -> Option<&V> {
-        self.get_found(key, self.lookup_hinted(key, hint))
+        let index = self.lookup_hinted(key, hint).slot?;
+        self.slot(index)?.value.as_ref()
     }
 
     fn slot(&self, index: u32) -> Option<&Slot<V>> {
