@@ -1178,7 +1178,22 @@ impl Engine {
     }
 
     /// Ends every active storm whose last reply-all is at least `quiet_period` before `now`.
+    /// Called at every step of the clock, nearly always with nothing due (no storm active): that
+    /// answer is inlined, without a call (which was 1.5% of the engine's instructions).
+    #[inline]
     fn end_quiet_storms(&mut self, now: Millis, alerts: &mut Vec<Alert>) {
+        if self
+            .deadlines
+            .peek()
+            .is_some_and(|Reverse((deadline, _, _))| *deadline <= now)
+        {
+            self.end_due_storms(now, alerts);
+        }
+    }
+
+    /// [`Self::end_quiet_storms`] once a deadline is due.
+    #[inline(never)]
+    fn end_due_storms(&mut self, now: Millis, alerts: &mut Vec<Alert>) {
         while let Some(Reverse((deadline, _, _))) = self.deadlines.peek() {
             if *deadline > now {
                 break;

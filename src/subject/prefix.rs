@@ -67,6 +67,9 @@ const MAX_WORD_BYTES: usize = MAX_WORD_CHARS * 4;
 /// allocating: `[all] AW[2]: x` is a reply, `Fwd: Re: x` a forward, `Research: x` neither.
 #[must_use]
 pub fn first_prefix(decoded_subject: &str) -> Option<PrefixKind> {
+    if !may_hold_colon(decoded_subject) {
+        return None;
+    }
     let mut rest = decoded_subject.trim_start();
     loop {
         if let Some(after) = strip_list_tag(rest) {
@@ -121,16 +124,34 @@ pub fn analyze_into(decoded_subject: &str, out: &mut String) -> Option<PrefixKin
 fn strip_leading(s: &str) -> (Option<PrefixKind>, &str) {
     let mut rest = s.trim_start();
     let mut first = None;
+    let prefixes_possible = may_hold_colon(rest);
     loop {
         if let Some(after) = strip_list_tag(rest) {
             rest = after.trim_start();
-        } else if let Some((kind, after)) = strip_prefix_word(rest) {
-            first = first.or(Some(kind));
-            rest = after.trim_start();
+            continue;
+        }
+        let prefix = if prefixes_possible {
+            strip_prefix_word(rest)
         } else {
-            return (first, rest);
+            None
+        };
+        match prefix {
+            Some((kind, after)) => {
+                first = first.or(Some(kind));
+                rest = after.trim_start();
+            }
+            None => return (first, rest),
         }
     }
+}
+
+/// Whether `s` may hold a prefix's colon, `:` or `：` (U+FF1A, whose UTF-8 encoding starts
+/// with the byte 0xEF, as other chars' do too: those are simply looked at further). Every
+/// prefix ends in one, and most subjects hold neither: one vectorized search answers them
+/// instead of a scan of their first word (which was about a tenth of the engine's work on a
+/// conversation's first message).
+fn may_hold_colon(s: &str) -> bool {
+    memchr::memchr2(b':', 0xEF, s.as_bytes()).is_some()
 }
 
 /// A list tag at the start of `s` (`[` up to the first `]`, e.g. `[all-staff]`); returns what
@@ -576,6 +597,26 @@ mod tests {
         }
         assert_eq!(normalize("Rex: Y"), "rex: y");
         assert_eq!(normalize("Re x"), "re x");
+    }
+
+    /// A subject without a colon is answered before any word is read (`may_hold_colon`).
+    #[test]
+    fn without_a_colon_no_word_is_a_prefix_and_tags_still_go() {
+        for s in [
+            "Re lunch",
+            "[team] AW Minutes",
+            "回复 x",
+            "Fwd",
+            "Re lunch, Friday",
+        ] {
+            assert_eq!(first_prefix(s), None, "{s}");
+        }
+        assert_eq!(normalize("[team]  AW   Minutes"), "aw minutes");
+        assert_eq!(analyze_into("[a] [b] Re lunch", &mut String::new()), None);
+        // A colon later on makes no prefix of the first word; a full-width one is a colon.
+        assert_eq!(first_prefix("Re lunch: Friday"), None);
+        assert_eq!(first_prefix("[team] 回复：x"), Some(Reply));
+        assert_eq!(normalize("[team] 回复：X"), "x");
     }
 
     #[test]
