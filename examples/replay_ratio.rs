@@ -4,6 +4,10 @@
 //! pass and the ratio of the medians. Alternating in one process is what makes the ratio hold on
 //! a shared machine where absolute times drift from minute to minute.
 //!
+//! A replay also reports its engine's share (`ReplayOptions::time_engine`: the time in
+//! `Engine::ingest_batch`, apart from reading and decoding), per event: what detection costs
+//! on its own, a figure that the code layout of the decoder does not move.
+//!
 //! It also gives the ratio over the file's second half alone (by bytes). Early in a file the
 //! engine's maps are still growing towards their caps (rehashing, first touches of fresh
 //! memory); a service runs at its caps. On a file long enough for the maps to be full by its
@@ -27,11 +31,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The input buffer size: as `stormwatch replay` uses.
 const READ_BUFFER: usize = 1 << 18;
 
-/// A pass's records, its time, and its time from the file's middle byte on.
+/// A pass's records, its time, its time from the file's middle byte on, and (a replay's) the
+/// engine's share of it.
 struct Pass {
     records: u64,
     total: Duration,
     second_half: Duration,
+    engine: Duration,
 }
 
 /// Notes when a pass has read half of the file.
@@ -62,6 +68,7 @@ impl Midpoint {
             records,
             total: ended - self.started,
             second_half: ended - self.reached.unwrap_or(ended),
+            engine: Duration::ZERO,
         }
     }
 }
@@ -102,16 +109,26 @@ fn full_replay(path: &str) -> anyhow::Result<Pass> {
         input,
         &mut engine,
         &mut sink,
-        &ReplayOptions::default(),
+        &ReplayOptions {
+            time_engine: true,
+            ..ReplayOptions::default()
+        },
         |bytes| midpoint.bytes_read(bytes),
     )?;
-    let pass = midpoint.finish(summary.records);
+    let pass = Pass {
+        engine: summary.engine_time.unwrap_or_default(),
+        ..midpoint.finish(summary.records)
+    };
     drop(engine);
     Ok(pass)
 }
 
 fn ratio(numerator: Duration, denominator: Duration) -> f64 {
     numerator.as_secs_f64() / denominator.as_secs_f64()
+}
+
+fn per_event_nanos(time: Duration, events: u64) -> f64 {
+    time.as_secs_f64() * 1e9 / events.max(1) as f64
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -137,7 +154,7 @@ fn main() -> anyhow::Result<()> {
         let records = decode.records;
         let rate = |d: Duration| records as f64 / d.as_secs_f64();
         println!(
-            "round {round}: {records} records; decode-only {:.2} s ({:.0}/s); replay {:.2} s ({:.0}/s); ratio {:.2}; second half {:.2} s / {:.2} s, ratio {:.2}",
+            "round {round}: {records} records; decode-only {:.2} s ({:.0}/s); replay {:.2} s ({:.0}/s); ratio {:.2}; second half {:.2} s / {:.2} s, ratio {:.2}; engine {:.2} s ({:.0} ns a line)",
             decode.total.as_secs_f64(),
             rate(decode.total),
             replayed.total.as_secs_f64(),
@@ -146,6 +163,8 @@ fn main() -> anyhow::Result<()> {
             decode.second_half.as_secs_f64(),
             replayed.second_half.as_secs_f64(),
             ratio(replayed.second_half, decode.second_half),
+            replayed.engine.as_secs_f64(),
+            per_event_nanos(replayed.engine, records),
         );
         decode_passes.push(decode);
         replay_passes.push(replayed);
@@ -160,14 +179,18 @@ fn main() -> anyhow::Result<()> {
         medians(&decode_passes, |p| p.second_half),
         medians(&replay_passes, |p| p.second_half),
     );
+    let engine = medians(&replay_passes, |p| p.engine);
+    let records = replay_passes.first().map_or(0, |p| p.records);
     println!(
-        "median: decode-only {:.2} s, replay {:.2} s, replay / decode-only {:.2}; second half: decode-only {:.2} s, replay {:.2} s, replay / decode-only {:.2}",
+        "median: decode-only {:.2} s, replay {:.2} s, replay / decode-only {:.2}; second half: decode-only {:.2} s, replay {:.2} s, replay / decode-only {:.2}; engine {:.2} s ({:.0} ns a line)",
         decode.as_secs_f64(),
         replayed.as_secs_f64(),
         ratio(replayed, decode),
         decode_half.as_secs_f64(),
         replayed_half.as_secs_f64(),
         ratio(replayed_half, decode_half),
+        engine.as_secs_f64(),
+        per_event_nanos(engine, records),
     );
     Ok(())
 }

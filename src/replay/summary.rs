@@ -51,6 +51,9 @@ pub struct Summary {
     pub reply_alls_dropped: u64,
     /// Wall time of the replay.
     pub elapsed: Duration,
+    /// With [`super::ReplayOptions::time_engine`], for JSON input: the time spent in the
+    /// engine (and writing the alerts it caused), apart from reading and decoding.
+    pub engine_time: Option<Duration>,
     /// The input format.
     pub format: InputFormat,
     /// Well-formed mail-log lines not used, by reason (other daemons, other programs, ...).
