@@ -5,7 +5,7 @@
 //! a shared machine where absolute times drift from minute to minute.
 //!
 //! A replay also reports its engine's share (`ReplayOptions::time_engine`: the time in
-//! `Engine::ingest_batch`, apart from reading and decoding), per event: what detection costs
+//! `Engine::ingest_batch`, apart from reading and decoding), per line: what detection costs
 //! on its own, a figure that the code layout of the decoder does not move.
 //!
 //! It also gives the ratio over the file's second half alone (by bytes). Early in a file the
