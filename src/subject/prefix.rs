@@ -124,32 +124,24 @@ pub fn analyze_into(decoded_subject: &str, out: &mut String) -> Option<PrefixKin
 fn strip_leading(s: &str) -> (Option<PrefixKind>, &str) {
     let mut rest = s.trim_start();
     let mut first = None;
-    let prefixes_possible = may_hold_colon(rest);
     loop {
         if let Some(after) = strip_list_tag(rest) {
             rest = after.trim_start();
-            continue;
-        }
-        let prefix = if prefixes_possible {
-            strip_prefix_word(rest)
+        } else if let Some((kind, after)) = strip_prefix_word(rest) {
+            first = first.or(Some(kind));
+            rest = after.trim_start();
         } else {
-            None
-        };
-        match prefix {
-            Some((kind, after)) => {
-                first = first.or(Some(kind));
-                rest = after.trim_start();
-            }
-            None => return (first, rest),
+            return (first, rest);
         }
     }
 }
 
 /// Whether `s` may hold a prefix's colon, `:` or `：` (U+FF1A, whose UTF-8 encoding starts
 /// with the byte 0xEF, as other chars' do too: those are simply looked at further). Every
-/// prefix ends in one, and most subjects hold neither: one vectorized search answers them
-/// instead of a scan of their first word (`first_prefix` on conversations' first messages
-/// cost 0.06 s of a 5M-event replay, BENCHMARKS.md, session 12).
+/// prefix ends in one, and most first messages' subjects hold neither: one vectorized search
+/// answers them instead of a scan of their first word (`first_prefix` on conversations' first
+/// messages cost 0.06 s of a 5M-event replay, BENCHMARKS.md, session 12). Not asked by
+/// `strip_leading`: the subjects it analyzes are mostly replies, which hold one.
 fn may_hold_colon(s: &str) -> bool {
     memchr::memchr2(b':', 0xEF, s.as_bytes()).is_some()
 }
