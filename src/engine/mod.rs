@@ -23,12 +23,18 @@
 //! no copy of its text, and an entry costs no allocation of its own. Thread key strings are
 //! kept (shared, one allocation per key) because alerts and the message-id records name them,
 //! but only from the first time something does: a conversation nothing joins keeps none.
+//!
+//! Here: deciding one event. Beside it: batches and the prefetch of their lookups
+//! (`prefetch.rs`), storms once started and their ends (`storms.rs`), a thread's state
+//! (`thread.rs`), its reply-all windows (`window.rs`) and the rules over them (`rules.rs`).
 
 mod index_table;
 mod keys;
 mod lru;
+mod prefetch;
 mod rules;
 mod settings;
+mod storms;
 mod thread;
 mod window;
 
@@ -36,7 +42,7 @@ pub use rules::{Rule, RuleSet, ALERT_WINDOW};
 pub use settings::{millis, Settings};
 pub use window::{ReplyAll, ReplyWindows, WindowStats};
 
-use crate::alert::{Alert, AlertKind, RuleName, Severity};
+use crate::alert::{Alert, AlertKind, Severity};
 use crate::config::Config;
 use crate::event::{lowercase_into, Event};
 use crate::subject::{analyze_into, first_prefix, PrefixKind};
@@ -44,10 +50,13 @@ use crate::timefmt::Millis;
 use keys::{KeyHash, KeyHasher};
 pub use lru::ReserveError;
 use lru::{Found, Hint, LruMap};
+use prefetch::EventKeys;
+pub use prefetch::PrefetchedBatch;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
-use std::ops::ControlFlow;
 use std::sync::Arc;
+use storms::Deadline;
+pub use storms::{ResumedStorm, StormSnapshot};
 use thread::{Storm, Thread};
 
 /// What the engine did with one event.
@@ -104,45 +113,6 @@ pub struct EngineStats {
     pub untracked_reply_alls: u64,
 }
 
-/// An active storm, for summaries and the storms API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StormSnapshot {
-    /// Its thread.
-    pub thread_key: Arc<str>,
-    /// Current severity.
-    pub severity: Severity,
-    /// The rule that decided it.
-    pub rule: RuleName,
-    /// When it started.
-    pub started_at: Millis,
-    /// The newest reply-all on it.
-    pub last_reply_all: Millis,
-    /// Reply-alls, senders and deliveries in the last 60 minutes of stream time.
-    pub last_hour: WindowStats,
-    /// Latest subject.
-    pub subject: Option<Arc<str>>,
-}
-
-/// A storm announced before a restart that the rebuilt window did not re-derive (the backlog
-/// was skipped, the alerts topic holds more history than the input, or the rules changed): the
-/// engine carries it on so it ends (and is announced as ended) like any other.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResumedStorm {
-    /// Its thread.
-    pub thread_key: Arc<str>,
-    /// Its severity and rule as last announced.
-    pub severity: Severity,
-    /// The rule that decided the severity.
-    pub rule: RuleName,
-    /// The announced start.
-    pub started_at: Millis,
-    /// The latest time the alerts topic shows it active (its newest alert's `at`): the quiet
-    /// period is counted from here unless a newer reply-all arrives.
-    pub last_active: Millis,
-    /// The announced subject.
-    pub subject: Option<Arc<str>>,
-}
-
 /// What the engine remembers of a message id (kept under the id's [`KeyHash`]: the id's text
 /// is not kept).
 #[derive(Debug, Clone)]
@@ -188,80 +158,9 @@ impl KeyText<'_> {
     }
 }
 
-/// The hashes an event is looked up by, computed once per event, and where a batch's prefetch
-/// found them ([`Hint::Unknown`] outside a batch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct EventKeys {
-    /// Its message id's, when it has one.
-    id: Option<KeyHash>,
-    /// Its thread id's, else its References root's, else its In-Reply-To's.
-    join: Option<KeyHash>,
-    /// Whether `join` is a thread id's (a thread key) rather than a message id's.
-    by_thread_id: bool,
-    /// `id` in the message-id map.
-    id_at: Hint,
-    /// `join` in the message-id map (a References / In-Reply-To join).
-    join_at: Hint,
-    /// The thread the event most likely updates, and where it is in the thread map.
-    thread: Option<(KeyHash, Hint)>,
-}
-
-impl EventKeys {
-    /// Whether `self` and `other` are the same event's hashes, whatever their hints.
-    fn same_hashes(&self, other: &Self) -> bool {
-        (self.id, self.join, self.by_thread_id) == (other.id, other.join, other.by_thread_id)
-    }
-
-    /// The hint for a lookup of thread `hash`.
-    fn thread_hint(&self, hash: KeyHash) -> Hint {
-        match self.thread {
-            Some((guess, hint)) if guess == hash => hint,
-            _ => Hint::Unknown,
-        }
-    }
-
-    /// The same hashes without hints.
-    fn unhinted(self) -> Self {
-        Self {
-            id_at: Hint::Unknown,
-            join_at: Hint::Unknown,
-            thread: None,
-            ..self
-        }
-    }
-}
-
-/// The key hashes of a batch of events whose lookups [`Engine::prefetch_batch`] started. Each
-/// event is handed back, in the same order, to [`Engine::ingest_prefetched`], which takes its
-/// hashes from here instead of computing them again. Kept by the caller and reused from batch
-/// to batch, so a batch costs no allocation.
-#[derive(Debug, Default)]
-pub struct PrefetchedBatch {
-    keys: Vec<EventKeys>,
-    /// The next event's index in `keys`.
-    next: usize,
-    /// The engine's [`Engine::hint_epoch`] when the hints were taken: those of an earlier
-    /// batch (a caller with two batches) are not believed.
-    epoch: u64,
-}
-
 /// `counted_at` of a message that never counted as a reply-all. Accepted timestamps are never
 /// this small (the decoder refuses negative ones).
 const NEVER_COUNTED: Millis = Millis::MIN;
-
-/// What an event joins its conversation by: its thread id, else its References root, else its
-/// In-Reply-To (contract section 2).
-fn join_key<'a>(event: &'a Event<'_>) -> Option<&'a str> {
-    event
-        .thread_id
-        .as_deref()
-        .or(event.references_root.as_deref())
-        .or(event.in_reply_to.as_deref())
-}
-
-/// A pending storm end: (deadline, thread, storm epoch). Entries whose epoch no longer matches
-/// the thread's storm are stale and skipped.
-type Deadline = Reverse<(Millis, Arc<str>, u64)>;
 
 /// What a thread key made from a normalized subject starts with (contract section 2, rule 4).
 const SUBJECT_KEY_PREFIX: &str = "subject:";
@@ -446,333 +345,10 @@ impl Engine {
         self.subjects.len()
     }
 
-    /// Active storms, ordered by thread key.
-    pub fn active_storms(&self) -> Vec<StormSnapshot> {
-        self.active
-            .iter()
-            .filter_map(|key| {
-                let thread = self.threads.get(&self.hasher.hash(key))?;
-                let storm = thread.storm()?;
-                let windows = thread.windows();
-                Some(StormSnapshot {
-                    thread_key: key.clone(),
-                    severity: storm.severity,
-                    rule: storm.rule,
-                    started_at: storm.started_at,
-                    last_reply_all: windows.map_or(storm.started_at, ReplyWindows::latest),
-                    last_hour: windows.map_or_else(WindowStats::default, |w| w.stats(0)),
-                    subject: thread.subject.as_deref().map(Arc::from),
-                })
-            })
-            .collect()
-    }
-
-    /// Tells the engine the wall-clock time at which the events about to be ingested arrived.
-    /// The engine reads no clock; the service calls this per batch so that
-    /// [`Engine::end_idle_storms`] can end storms by wall-clock time when traffic stops.
-    pub fn set_arrival_time(&mut self, wall_clock: Millis) {
-        self.arrival = Some(wall_clock);
-    }
-
-    /// Makes the active storm on `thread_key` carry `started_at` (and the `block_until` that
-    /// follows): after a restart, the service adopts the start already announced on the alerts
-    /// topic for a storm the engine re-derived, so that storm's later alerts match the earlier
-    /// ones. Returns whether there was such a storm.
-    pub fn adopt_storm_start(&mut self, thread_key: &str, started_at: Millis) -> bool {
-        match self
-            .threads
-            .get_mut(&self.hasher.hash(thread_key))
-            .and_then(Thread::storm_mut)
-        {
-            Some(storm) => {
-                storm.started_at = started_at;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Carries on a storm announced before a restart that the engine did not re-derive, so it
-    /// ends by the usual rules: when stream time passes `last_active + quiet_period` (at once,
-    /// if it already has), or by the wall clock once caught up, unless new reply-alls keep it
-    /// going (they escalate it as usual). Returns whether it was taken on: not when the thread
-    /// already has an active storm, nor when every tracked thread has one and the cap is
-    /// reached.
-    pub fn resume_storm(&mut self, resumed: ResumedStorm, alerts: &mut Vec<Alert>) -> bool {
-        let ThreadOf { hash, found, .. } = self.intern(&resumed.thread_key);
-        let Some(thread) = thread_entry(
-            &mut self.threads,
-            hash,
-            found,
-            Some(&resumed.thread_key),
-            self.settings.max_threads,
-            &mut self.stats,
-        ) else {
-            return false;
-        };
-        if thread.storm().is_some() {
-            return false;
-        }
-        let key = thread.share_key(|| resumed.thread_key.clone()).clone();
-        if thread.subject.is_none() {
-            thread.subject = resumed.subject.as_deref().map(Box::from);
-        }
-        let epoch = self.next_epoch;
-        self.next_epoch += 1;
-        thread.start_storm(Storm {
-            started_at: resumed.started_at,
-            severity: resumed.severity,
-            rule: resumed.rule,
-            epoch,
-            last_arrival: self.arrival,
-        });
-        let latest = thread
-            .windows()
-            .map_or(resumed.last_active, |w| w.latest().max(resumed.last_active));
-        let deadline = latest.saturating_add(self.settings.quiet_period);
-        self.deadlines.push(Reverse((deadline, key.clone(), epoch)));
-        self.active.insert(key);
-        if let Some(now) = self.now {
-            self.end_quiet_storms(now, alerts);
-        }
-        true
-    }
-
-    /// Ends every active storm for which no reply-all has arrived for `quiet_period` of wall-clock
-    /// time, as of `wall_clock` (contract section 3, service mode). The caller calls this only
-    /// while every assigned partition is caught up, never while a backlog is read; `at` of the
-    /// `storm_ended` alert is `wall_clock`.
-    pub fn end_idle_storms(&mut self, wall_clock: Millis, alerts: &mut Vec<Alert>) {
-        let quiet = self.settings.quiet_period;
-        let idle: Vec<Arc<str>> = self
-            .active
-            .iter()
-            .filter(|key| {
-                self.threads
-                    .get(&self.hasher.hash(key))
-                    .and_then(Thread::storm)
-                    .and_then(|s| s.last_arrival)
-                    .is_some_and(|arrived| wall_clock >= arrived.saturating_add(quiet))
-            })
-            .cloned()
-            .collect();
-        for key in idle {
-            self.end_storm(&key, wall_clock, alerts);
-        }
-    }
-
-    /// Ends the active storm on `key` at `at`: the `storm_ended` alert, then the state.
-    fn end_storm(&mut self, key: &Arc<str>, at: Millis, alerts: &mut Vec<Alert>) {
-        let Some(thread) = self.threads.get_mut(&self.hasher.hash(key)) else {
-            return;
-        };
-        if thread.storm().is_none() {
-            return;
-        }
-        // Windows follow stream time only: a wall-clock end (which may be ahead of it) reads the
-        // statistics at `at` without moving them.
-        if let (Some(windows), Some(now)) = (thread.windows_mut(), self.now) {
-            windows.advance(at.min(now));
-        }
-        alerts.push(thread.alert(AlertKind::StormEnded, at, &self.settings));
-        thread.end_storm();
-        self.active.remove(key);
-        self.stats.storms_ended += 1;
-    }
-
     /// Processes one decoded event, appending any alerts it causes to `alerts`.
     pub fn ingest(&mut self, event: &Event<'_>, alerts: &mut Vec<Alert>) -> Outcome {
         let hashes = self.key_hashes(event);
         self.ingest_hashed(event, hashes, alerts)
-    }
-
-    /// Processes `events` in order, exactly as [`Engine::ingest`] one by one would. After each
-    /// event, `after_each` is called with its index, its outcome and `alerts` (holding what it
-    /// caused, unless the caller took earlier ones out); `Break` stops the batch there, before
-    /// the next event is ingested, and is returned.
-    ///
-    /// Why batches: at millions of tracked threads and message ids, an event's map lookups are
-    /// cache misses, and one event's lookups depend on each other, so they wait in turn. Here
-    /// the lookups of the whole batch are started first: being independent, they overlap, and
-    /// the events then find their entries in the cache. When the maps fit in the cache there is
-    /// nothing to hide, and the extra passes cost about 14% (BENCHMARKS.md, session 4).
-    pub fn ingest_batch<B>(
-        &mut self,
-        events: &[Event<'_>],
-        alerts: &mut Vec<Alert>,
-        mut after_each: impl FnMut(usize, Outcome, &mut Vec<Alert>) -> ControlFlow<B>,
-    ) -> ControlFlow<B> {
-        let mut batch = std::mem::take(&mut self.batch);
-        self.prefetch_batch(events, &mut batch);
-        let mut flow = ControlFlow::Continue(());
-        for (index, event) in events.iter().enumerate() {
-            let outcome = self.ingest_prefetched(event, &mut batch, alerts);
-            flow = after_each(index, outcome, alerts);
-            if flow.is_break() {
-                break;
-            }
-        }
-        self.batch = batch;
-        flow
-    }
-
-    /// Starts the map lookups of `events`, a batch about to be ingested in this order with
-    /// [`Engine::ingest_prefetched`], and keeps their key hashes in `batch` for it (replacing
-    /// what it held). For callers that cannot hand [`Engine::ingest_batch`] a slice of events,
-    /// or must act on the engine between two events (the service adopts announced storm starts).
-    /// Only hints: the maps and their recency order do not change (`&mut self` only starts the
-    /// batch's hints: see `LruMap::forget_inserted`).
-    pub fn prefetch_batch<'a, 'e: 'a, I>(&mut self, events: I, batch: &mut PrefetchedBatch)
-    where
-        I: IntoIterator<Item = &'a Event<'e>>,
-        I::IntoIter: Clone,
-    {
-        let events = events.into_iter();
-        // The strings to hash first: in the service another thread decoded them, so they are
-        // in that core's cache, and each event's first read would wait for them in turn.
-        for event in events.clone() {
-            lru::prefetch_bytes(event.message_id.as_bytes());
-            if let Some(join) = join_key(event) {
-                lru::prefetch_bytes(join.as_bytes());
-            }
-        }
-        batch.keys.clear();
-        batch.next = 0;
-        batch
-            .keys
-            .extend(events.map(|event| self.key_hashes(event)));
-        self.hint_epoch += 1;
-        batch.epoch = self.hint_epoch;
-        self.threads.forget_inserted();
-        self.message_ids.forget_inserted();
-        self.prefetch(&mut batch.keys);
-    }
-
-    /// [`Engine::ingest`] for the next event of a batch given to [`Engine::prefetch_batch`]:
-    /// the same decision, without hashing the event's keys again. An event beyond the batch is
-    /// simply hashed.
-    pub fn ingest_prefetched(
-        &mut self,
-        event: &Event<'_>,
-        batch: &mut PrefetchedBatch,
-        alerts: &mut Vec<Alert>,
-    ) -> Outcome {
-        let keys = match batch.keys.get(batch.next) {
-            Some(keys) if batch.epoch == self.hint_epoch => {
-                batch.next += 1;
-                *keys
-            }
-            Some(keys) => {
-                batch.next += 1;
-                keys.unhinted()
-            }
-            None => self.key_hashes(event),
-        };
-        debug_assert!(
-            keys.same_hashes(&self.key_hashes(event)),
-            "events handed back out of their batch's order"
-        );
-        self.ingest_hashed(event, keys, alerts)
-    }
-
-    /// The prefetch passes over a batch's key hashes (`batch`). Each pass goes over
-    /// the whole batch before the next starts, so the loads it starts for different events
-    /// overlap; the next pass follows what the previous one loaded (a joined message's record,
-    /// then its thread key, then the thread). Where each entry was found is kept in `batch`
-    /// for the events' own lookups, which then search only where the map changed since
-    /// (`LruMap::lookup_hinted`): otherwise each lookup searched the index twice, and dropping
-    /// the second search took 7% of the engine's instructions (BENCHMARKS.md, session 11).
-    /// Only hints: nothing here changes the maps or their recency order.
-    fn prefetch(&self, batch: &mut [EventKeys]) {
-        // The index lines first: their addresses come from the hashes alone, so these loads
-        // all start at once, and the next pass finds the lines it searches in the cache.
-        for keys in batch.iter() {
-            self.visit_entries(keys, prefetch_index_line, prefetch_index_line);
-        }
-        // Then the entries, keeping where each was found for the event's own lookups.
-        for keys in batch.iter_mut() {
-            (keys.id_at, keys.join_at, keys.thread) =
-                self.visit_entries(keys, LruMap::hint, LruMap::hint);
-        }
-        // The joined messages' records, now (being) loaded, name the threads: their keys are
-        // loaded next, then hashed to prefetch the threads (unless the first pass guessed it).
-        for keys in batch.iter() {
-            if let Some(record) = self.joined_record(keys) {
-                lru::prefetch_bytes(record.thread.as_bytes());
-            }
-        }
-        for keys in batch.iter_mut() {
-            let (Some(record), Some(join)) = (self.joined_record(keys), keys.join) else {
-                continue;
-            };
-            let thread = self.hasher.hash(&record.thread);
-            if thread != join {
-                keys.thread = Some((thread, self.threads.hint(&thread)));
-            }
-        }
-    }
-
-    /// The hashes of the keys an event is looked up by.
-    fn key_hashes(&self, event: &Event<'_>) -> EventKeys {
-        let message_id: &str = &event.message_id;
-        let join = join_key(event);
-        EventKeys {
-            id: (!message_id.is_empty()).then(|| self.hasher.hash(message_id)),
-            join: join.map(|key| self.hasher.hash(key)),
-            by_thread_id: event.thread_id.is_some(),
-            id_at: Hint::Unknown,
-            join_at: Hint::Unknown,
-            thread: None,
-        }
-    }
-
-    /// Calls `on_record` and `on_thread` (one prefetch step each) for the entries an event's
-    /// lookups will reach first: its own message id's record and thread, and the record (or, by
-    /// thread id, the thread) it joins. Returns what they said, as `(id_at, join_at, thread)`
-    /// of [`EventKeys`].
-    fn visit_entries(
-        &self,
-        keys: &EventKeys,
-        on_record: impl Fn(&LruMap<MessageRecord>, &KeyHash) -> Hint,
-        on_thread: impl Fn(&LruMap<Thread>, &KeyHash) -> Hint,
-    ) -> (Hint, Hint, Option<(KeyHash, Hint)>) {
-        let id_at = keys
-            .id
-            .map_or(Hint::Unknown, |id| on_record(&self.message_ids, &id));
-        match keys.join {
-            // A thread id is the thread's key.
-            Some(join) if keys.by_thread_id => (
-                id_at,
-                Hint::Unknown,
-                Some((join, on_thread(&self.threads, &join))),
-            ),
-            // A conversation's key is most often its first message's id: the References root
-            // or the In-Reply-To itself. Its thread is prefetched on that guess; the record
-            // names the true one (the last pass of `prefetch`).
-            Some(join) => {
-                let join_at = on_record(&self.message_ids, &join);
-                (
-                    id_at,
-                    join_at,
-                    Some((join, on_thread(&self.threads, &join))),
-                )
-            }
-            // Nothing to join by: the event's own id will most likely be its thread's key.
-            None => (
-                id_at,
-                Hint::Unknown,
-                keys.id.map(|id| (id, on_thread(&self.threads, &id))),
-            ),
-        }
-    }
-
-    /// The record a References / In-Reply-To join reaches, if one is remembered.
-    fn joined_record(&self, keys: &EventKeys) -> Option<&MessageRecord> {
-        if keys.by_thread_id {
-            return None;
-        }
-        self.message_ids
-            .get_hinted(keys.join.as_ref()?, keys.join_at)
     }
 
     /// [`Engine::ingest`] with the event's key hashes already computed.
@@ -1176,53 +752,6 @@ impl Engine {
         alerts.push(thread.alert(kind, now, settings));
         true
     }
-
-    /// Ends every active storm whose last reply-all is at least `quiet_period` before `now`.
-    /// Called at every step of the clock, nearly always with nothing due (no storm active): that
-    /// answer is inlined, without a call (which was 1.5% of the engine's instructions).
-    #[inline]
-    fn end_quiet_storms(&mut self, now: Millis, alerts: &mut Vec<Alert>) {
-        if self
-            .deadlines
-            .peek()
-            .is_some_and(|Reverse((deadline, _, _))| *deadline <= now)
-        {
-            self.end_due_storms(now, alerts);
-        }
-    }
-
-    /// [`Self::end_quiet_storms`] once a deadline is due.
-    #[inline(never)]
-    fn end_due_storms(&mut self, now: Millis, alerts: &mut Vec<Alert>) {
-        while let Some(Reverse((deadline, _, _))) = self.deadlines.peek() {
-            if *deadline > now {
-                break;
-            }
-            let Some(Reverse((_, key, epoch))) = self.deadlines.pop() else {
-                break;
-            };
-            let Some(thread) = self.threads.get_mut(&self.hasher.hash(&key)) else {
-                continue;
-            };
-            if thread.storm().is_none_or(|storm| storm.epoch != epoch) {
-                continue;
-            }
-            let latest = thread.windows().map_or(Millis::MIN, ReplyWindows::latest);
-            let actual = latest.saturating_add(self.settings.quiet_period);
-            if actual > now {
-                // A newer reply-all moved the deadline since this entry was pushed.
-                self.deadlines.push(Reverse((actual, key, epoch)));
-                continue;
-            }
-            self.end_storm(&key, now, alerts);
-        }
-    }
-}
-
-/// The first step of [`Engine::prefetch`] for one entry: its line of the index.
-fn prefetch_index_line<V>(map: &LruMap<V>, key: &KeyHash) -> Hint {
-    map.prefetch_index(key);
-    Hint::Unknown
 }
 
 /// The thread for `key`, created (making room under the cap) when new, and marked most

@@ -1,4 +1,5 @@
 use super::*;
+use crate::alert::RuleName;
 use crate::decode::{decode_json, DecodeOptions};
 
 const MIN: Millis = 60_000;

@@ -2,8 +2,8 @@
 //! alerts topic (durable), Alertmanager and webhook sinks; malformed records to the DLQ; metrics
 //! and the HTTP endpoints on the side.
 //!
-//! Threads: the intake thread ([`intake`]) polls the consumer and parses records; the detection
-//! thread ([`pipeline`]) owns the merge, the engine, the commits and the producer handle and
+//! Threads: the intake thread (`intake.rs`) polls the consumer and parses records; the detection
+//! thread (`pipeline.rs`) owns the merge, the engine, the commits and the producer handle and
 //! never waits on anything slow; a small tokio runtime serves HTTP and runs the sink workers;
 //! librdkafka runs its own threads. Shutdown (SIGTERM/SIGINT, or [`RunningService::stop`])
 //! raises a flag: the detection thread drains its buffers, flushes the producer, commits and
