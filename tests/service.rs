@@ -7,6 +7,7 @@ use common::kafka::{
     cluster, count, event, events, http_get, kinds, storm, wait_for_metrics, wait_ready, Intruder,
     MIN, T0,
 };
+use common::recorder::Recorder;
 use std::time::{Duration, Instant};
 use stormwatch::timefmt::{format_millis, now_millis};
 
@@ -554,6 +555,66 @@ fn a_storm_left_open_on_the_alerts_topic_is_ended_once_after_a_restart() {
     assert_eq!(ended["storm_id"], started["storm_id"]);
     assert_eq!(ended["severity"], started["severity"]);
     assert_eq!(ended["at"], format_millis(T0 + 120 * MIN));
+}
+
+/// The postable alerts for thread `key` in an Alertmanager request body.
+fn alertmanager_entries<'a>(
+    body: &'a serde_json::Value,
+    key: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> {
+    body.as_array()
+        .into_iter()
+        .flatten()
+        .filter(move |alert| alert["labels"]["thread_key"] == key)
+}
+
+#[test]
+fn a_storm_that_ended_before_a_restart_is_left_resolved_in_alertmanager() {
+    let c = cluster(2);
+    let alertmanager = Recorder::start();
+    let mut config = c.quick_rejoin_config();
+    config.sinks.alertmanager.url = Some(alertmanager.url.clone());
+    let service = c.start(&config);
+    let mut records = storm("over", 0, 3, 0);
+    // An hour on, past the quiet period in stream time: the storm ends.
+    records.push((
+        0,
+        event(T0 + 60 * MIN, "<later@x>", "later@x", 1, "elsewhere"),
+    ));
+    c.produce(&records);
+    c.wait_for_alerts("storm_ended", |a| count(a, "storm_ended") == 1);
+    service.stop().expect("clean stop");
+    let resolved = |body: &serde_json::Value| {
+        alertmanager_entries(body, "over").any(|alert| alert.get("endsAt").is_some())
+    };
+    let before = alertmanager.bodies();
+    assert!(before.iter().any(resolved), "resolved before the restart");
+
+    // The restart re-reads the storm's window: it re-derives the start and the end, both
+    // already announced. Alertmanager must be left with the storm resolved, not firing again.
+    let service = c.start(&config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let after = alertmanager.bodies().split_off(before.len());
+        if after.iter().any(resolved) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the restart Alertmanager was told of the storm only as firing: {after:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Give a late re-post, if any, time to arrive.
+    std::thread::sleep(Duration::from_secs(1));
+    service.stop().expect("clean stop");
+    let after = alertmanager.bodies().split_off(before.len());
+    let last = after
+        .iter()
+        .flat_map(|body| alertmanager_entries(body, "over"))
+        .last()
+        .expect("the storm was posted after the restart");
+    assert!(last.get("endsAt").is_some(), "left firing: {last:#?}");
 }
 
 #[test]

@@ -530,10 +530,10 @@ impl Detector {
                     alert.started_at = adopt_started_at;
                 }
                 tracing::info!(kind = alert.kind.as_str(), thread_key = %alert.thread_key, "already announced before the restart; not sent again");
-                // Alertmanager forgets an alert it is not told about again; keep it current.
-                if alert.kind != AlertKind::StormEnded {
-                    self.handles.sinks.refresh(&alert);
-                }
+                // Alertmanager forgets an alert it is not told about again; keep it current. The
+                // end goes too: the re-derived start just made the sink track the storm as
+                // firing, and only its end stops the sink re-posting it.
+                self.handles.sinks.refresh(&alert);
                 continue;
             }
             let sent = self.output.send_alert(&alert, seq);

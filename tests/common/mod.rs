@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod recorder;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
