@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::Router;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -76,6 +76,7 @@ async fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool)
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
 struct Seen {
+    method: Method,
     path: String,
     content_type: Option<String>,
     body: Value,
@@ -127,13 +128,15 @@ impl Receiver {
 
 async fn record(
     State(receiver): State<Receiver>,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> (StatusCode, [(header::HeaderName, &'static str); 1]) {
     let mut seen = receiver.seen.lock().unwrap();
     let status = (receiver.script)(seen.len());
     seen.push(Seen {
+        method,
         path: uri.path().to_owned(),
         content_type: headers
             .get(header::CONTENT_TYPE)
@@ -142,7 +145,8 @@ async fn record(
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         status,
     });
-    status
+    // A scripted redirect points somewhere a client would follow it to: this receiver again.
+    (status, [(header::LOCATION, "/moved")])
 }
 
 fn webhook_config(url: String) -> SinksConfig {
@@ -236,6 +240,44 @@ async fn webhook_400_is_not_retried() {
     assert_eq!(count(&metrics, "webhook", "retried"), 0);
     assert_eq!(count(&metrics, "webhook", "delivered"), 0);
     assert!(worker.shutdown(Duration::from_secs(1)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_not_followed_and_the_alert_counts_as_failed() {
+    // Followed, a 301, 302 or 303 turns the POST into a GET without the alert, and the page it
+    // leads to answers 200: the alert would count as delivered though nobody got it.
+    for redirect in [
+        StatusCode::MOVED_PERMANENTLY,
+        StatusCode::FOUND,
+        StatusCode::SEE_OTHER,
+        StatusCode::TEMPORARY_REDIRECT,
+    ] {
+        let (receiver, addr) = Receiver::start(move |n| match n {
+            0 => redirect,
+            _ => StatusCode::OK,
+        })
+        .await;
+        let metrics = Metrics::new();
+        let (handle, worker) = webhook::spawn(
+            &format!("http://{addr}/"),
+            &quick(Some(5)),
+            &metrics,
+            &tokio::runtime::Handle::current(),
+        )
+        .unwrap();
+        assert!(handle.offer(Arc::new(started())));
+        eventually("an outcome", Duration::from_secs(5), || {
+            count(&metrics, "webhook", "failed") + count(&metrics, "webhook", "delivered") > 0
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let seen = receiver.seen();
+        assert_eq!(seen.len(), 1, "{redirect}: {seen:?}");
+        assert_eq!(seen[0].method, Method::POST);
+        assert_eq!(count(&metrics, "webhook", "failed"), 1, "{redirect}");
+        assert_eq!(count(&metrics, "webhook", "delivered"), 0, "{redirect}");
+        assert!(worker.shutdown(Duration::from_secs(1)).await);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

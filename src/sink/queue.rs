@@ -375,6 +375,11 @@ pub(crate) fn spawn<D: Deliver>(
         .timeout(options.retry.request_timeout)
         .connect_timeout(options.retry.request_timeout)
         .user_agent(concat!("stormwatch/", env!("CARGO_PKG_VERSION")))
+        // A followed 301, 302 or 303 turns the POST into a GET without the alert, and a 2xx
+        // at its end would count the alert delivered though nobody got it. Not followed, a
+        // redirect is a permanent failure, counted and logged with its status, so a moved
+        // endpoint shows and its URL gets fixed.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|source| SinkError::Client {
             sink: name,
