@@ -25,7 +25,7 @@ use reqwest::{StatusCode, Url};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -60,7 +60,7 @@ pub const OUTCOME_FAILED: &str = "failed";
 /// stormwatch instances (or many alerts) recovering at once do not hit the receiver in lockstep.
 ///
 /// The wait before retry `n` (1-based) is uniform in `[0, min(max_delay, initial * 2^(n-1))]`;
-/// a `Retry-After: <seconds>` header on a 429 or 503 raises it (capped at `max_delay`).
+/// a `Retry-After` header (seconds or a date) on a 429 or 503 raises it (capped at `max_delay`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Ceiling of the first wait (default 200 ms). Must be greater than zero.
@@ -526,7 +526,7 @@ pub(crate) enum AttemptError {
     Transient {
         /// For the log: a status or a transport error (without its URL).
         cause: String,
-        /// The receiver's `Retry-After`, in seconds form.
+        /// The wait the receiver asked for with `Retry-After`.
         retry_after: Option<Duration>,
     },
     /// Not worth retrying: the receiver rejected the request.
@@ -690,11 +690,21 @@ fn classify(status: StatusCode, headers: &HeaderMap) -> Result<(), AttemptError>
         let retry_after = headers
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|value| parse_retry_after(value, SystemTime::now()));
         return Err(AttemptError::Transient { cause, retry_after });
     }
     Err(AttemptError::Permanent { cause })
+}
+
+/// A `Retry-After` value (RFC 9110, section 10.2.3) as the wait it asks for from `now`: either
+/// form, seconds or an HTTP date (a date already past asks for none); `None` when it is neither.
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Parses a sink URL from the configuration: absolute, `http` or `https`, with a host. The
@@ -859,13 +869,42 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A date already past asks for no wait.
         headers.insert(
             RETRY_AFTER,
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         match classify(StatusCode::SERVICE_UNAVAILABLE, &headers) {
+            Err(AttemptError::Transient { retry_after, .. }) => {
+                assert_eq!(retry_after, Some(Duration::ZERO));
+            }
+            other => panic!("{other:?}"),
+        }
+        headers.insert(RETRY_AFTER, "soon".parse().unwrap());
+        match classify(StatusCode::SERVICE_UNAVAILABLE, &headers) {
             Err(AttemptError::Transient { retry_after, .. }) => assert_eq!(retry_after, None),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn retry_after_dates_are_waited_for() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_420); // 07:27:00
+        for (value, wait) in [
+            // The three date formats RFC 9110 has recipients accept.
+            ("Wed, 21 Oct 2015 07:28:00 GMT", Some(60)),
+            ("Wednesday, 21-Oct-15 07:28:00 GMT", Some(60)),
+            ("Wed Oct 21 07:28:00 2015", Some(60)),
+            (" 120 ", Some(120)),
+            ("Wed, 21 Oct 2015 07:26:00 GMT", Some(0)),
+            ("-5", None),
+            ("Wed, 21 Oct 2015", None),
+        ] {
+            assert_eq!(
+                parse_retry_after(value, now),
+                wait.map(Duration::from_secs),
+                "{value:?}"
+            );
         }
     }
 
