@@ -231,14 +231,17 @@ impl Sinks {
     /// passed (one deadline for all sinks, which drain concurrently), then drops and counts the
     /// rest. Returns `true` when every queue was drained in time.
     pub async fn shutdown(mut self, deadline: Duration) -> bool {
-        if let Some(mut stdout) = self.stdout.take() {
-            stdout.close();
-        }
         let until = tokio::time::Instant::now() + deadline;
         for worker in &self.workers {
             worker.begin_shutdown();
         }
         let mut drained = true;
+        if let Some(mut stdout) = self.stdout.take() {
+            // A blocking wait (for a thread), on a thread of its own, while the others drain.
+            drained &= tokio::task::spawn_blocking(move || stdout.close(deadline))
+                .await
+                .unwrap_or(false);
+        }
         for worker in self.workers {
             drained &= worker.finish_shutdown(until).await;
         }

@@ -3,15 +3,18 @@
 //!
 //! Standard output can block (a full pipe nobody reads), and the detection thread must never
 //! block, so lines go through a bounded channel to a writer thread; when it is full the alert is
-//! dropped and counted, like any other sink's.
+//! dropped and counted, like any other sink's. For the same reason shutdown waits for the queue
+//! to drain only until its deadline: a writer still blocked then is left behind, and the lines
+//! it did not write are counted dropped.
 
 use super::{OUTCOME_DELIVERED, OUTCOME_DROPPED, OUTCOME_FAILED};
 use crate::alert::Alert;
 use crate::metrics::Metrics;
 use std::io::Write;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// The metric label of this sink.
 pub const STDOUT: &str = "stdout";
@@ -19,11 +22,23 @@ pub const STDOUT: &str = "stdout";
 /// Alerts waiting for the writer thread at most.
 const QUEUE: usize = 10_000;
 
+/// How long dropping a sink that was not closed waits for its queue to drain.
+const DROP_WAIT: Duration = Duration::from_secs(1);
+
+/// Lines handed to the writer and not yet written, and whether the sink gave up on them. Under
+/// one lock, so that each line is counted once: written by the writer, or dropped by `close`.
+#[derive(Debug, Default)]
+struct Backlog {
+    queued: usize,
+    abandoned: bool,
+}
+
 /// A running stdout sink.
 #[derive(Debug)]
 pub struct StdoutSink {
     lines: Option<SyncSender<String>>,
     writer: Option<JoinHandle<()>>,
+    backlog: Arc<Mutex<Backlog>>,
     metrics: Arc<Metrics>,
 }
 
@@ -40,6 +55,8 @@ impl StdoutSink {
     ) -> std::io::Result<Self> {
         let (lines, receiver) = sync_channel::<String>(QUEUE);
         let thread_metrics = Arc::clone(&metrics);
+        let backlog = Arc::new(Mutex::new(Backlog::default()));
+        let thread_backlog = Arc::clone(&backlog);
         let writer = std::thread::Builder::new()
             .name("stormwatch-stdout".into())
             .spawn(move || {
@@ -49,6 +66,16 @@ impl StdoutSink {
                         .write_all(line.as_bytes())
                         .and_then(|()| out.write_all(b"\n"))
                         .and_then(|()| out.flush());
+                    {
+                        let mut backlog = thread_backlog
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner);
+                        if backlog.abandoned {
+                            // Counted dropped already.
+                            return;
+                        }
+                        backlog.queued = backlog.queued.saturating_sub(1);
+                    }
                     let outcome = if written.is_ok() {
                         OUTCOME_DELIVERED
                     } else {
@@ -63,12 +90,19 @@ impl StdoutSink {
         Ok(Self {
             lines: Some(lines),
             writer: Some(writer),
+            backlog,
             metrics,
         })
     }
 
+    fn backlog(&self) -> std::sync::MutexGuard<'_, Backlog> {
+        self.backlog.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Queues the alert's JSON line without blocking; a full queue drops and counts it.
     pub fn offer(&self, alert: &Alert) {
+        // Counted as queued before the writer can see it, and taken back if it is not sent.
+        self.backlog().queued += 1;
         let sent = match &self.lines {
             Some(lines) => lines.try_send(alert.to_json()),
             None => Err(TrySendError::Disconnected(String::new())),
@@ -76,6 +110,9 @@ impl StdoutSink {
         match sent {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                let mut backlog = self.backlog();
+                backlog.queued = backlog.queued.saturating_sub(1);
+                drop(backlog);
                 self.metrics
                     .alerts_sent_total
                     .with_label_values(&[STDOUT, OUTCOME_DROPPED])
@@ -84,20 +121,44 @@ impl StdoutSink {
         }
     }
 
-    /// Stops accepting alerts and waits for the queued ones to be written.
-    pub fn close(&mut self) {
+    /// Stops accepting alerts and waits up to `wait` for the queued ones to be written. Returns
+    /// whether they all were; if not (standard output blocked), the writer thread is left
+    /// behind and the lines it has not written are counted dropped.
+    pub fn close(&mut self, wait: Duration) -> bool {
         self.lines = None;
-        if let Some(writer) = self.writer.take() {
+        let Some(writer) = self.writer.take() else {
+            return true;
+        };
+        let until = Instant::now() + wait;
+        while !writer.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if writer.is_finished() {
             if writer.join().is_err() {
                 tracing::warn!("the stdout sink's writer thread panicked");
             }
+            return true;
         }
+        let mut backlog = self.backlog();
+        backlog.abandoned = true;
+        let dropped = std::mem::take(&mut backlog.queued);
+        drop(backlog);
+        self.metrics
+            .alerts_sent_total
+            .with_label_values(&[STDOUT, OUTCOME_DROPPED])
+            .inc_by(u64::try_from(dropped).unwrap_or(u64::MAX));
+        tracing::warn!(
+            sink = STDOUT,
+            dropped,
+            "standard output is blocked; alerts not written by the shutdown deadline are dropped"
+        );
+        false
     }
 }
 
 impl Drop for StdoutSink {
     fn drop(&mut self) {
-        self.close();
+        self.close(DROP_WAIT);
     }
 }
 
@@ -146,7 +207,7 @@ mod tests {
         };
         sink.offer(&alert);
         sink.offer(&alert);
-        sink.close();
+        assert!(sink.close(Duration::from_secs(10)));
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text, format!("{}\n{}\n", alert.to_json(), alert.to_json()));
         let delivered = metrics
@@ -161,5 +222,58 @@ mod tests {
             .with_label_values(&[STDOUT, OUTCOME_DROPPED])
             .get();
         assert_eq!(dropped, 1);
+    }
+
+    /// A standard output nobody reads: each write waits until the test lets it go.
+    struct Blocked(std::sync::mpsc::Receiver<()>);
+
+    impl Write for Blocked {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn closing_gives_up_on_a_blocked_output_by_its_deadline_and_counts_the_lines_dropped() {
+        let metrics = Metrics::new();
+        let (release, blocked) = std::sync::mpsc::channel();
+        let mut sink =
+            StdoutSink::spawn_to(Arc::clone(&metrics), move || Blocked(blocked)).unwrap();
+        let alert = Alert {
+            kind: AlertKind::StormStarted,
+            thread_key: Arc::from("t"),
+            severity: Severity::Warning,
+            rule: RuleName::Early,
+            at: 0,
+            started_at: 0,
+            reply_alls: 3,
+            distinct_senders: 3,
+            deliveries: 9000,
+            subject: None,
+            block_until: 0,
+            senders: None,
+        };
+        for _ in 0..3 {
+            sink.offer(&alert);
+        }
+        let started = Instant::now();
+        assert!(!sink.close(Duration::from_millis(200)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let count = |outcome| {
+            metrics
+                .alerts_sent_total
+                .with_label_values(&[STDOUT, outcome])
+                .get()
+        };
+        assert_eq!(count(OUTCOME_DROPPED), 3);
+        // Let the writer go: it finds the sink gone and counts nothing more.
+        drop(release);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(count(OUTCOME_DROPPED), 3);
+        assert_eq!(count(OUTCOME_DELIVERED) + count(OUTCOME_FAILED), 0);
     }
 }
