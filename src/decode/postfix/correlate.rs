@@ -56,6 +56,10 @@ type Key = (Box<str>, Box<str>);
 #[derive(Debug, Default)]
 struct Entry {
     message_id: Option<String>,
+    /// cleanup's own `message-id=` line was seen: a second one means the queue id was reused.
+    /// (A `header_checks` INFO rule on Message-ID logs the header before that line, so a
+    /// message id from a header line says nothing about reuse.)
+    id_logged: bool,
     subject: Option<String>,
     in_reply_to: Option<String>,
     references: Option<String>,
@@ -94,10 +98,7 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
         let at = line.timestamp;
         match &line.kind {
             PostfixKind::MessageId(id) => {
-                let reused = self
-                    .pending
-                    .get_mut(&key)
-                    .is_some_and(|e| e.message_id.is_some());
+                let reused = self.pending.get_mut(&key).is_some_and(|e| e.id_logged);
                 if reused {
                     // A queue id reused while the old message's `removed` was not seen.
                     self.finish(&key, Dropped::Superseded, out);
@@ -105,6 +106,7 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
                 self.ensure(&key, at, token, out);
                 if let Some(entry) = self.pending.get_mut(&key) {
                     entry.message_id = Some(id.to_string());
+                    entry.id_logged = true;
                 }
                 self.pending.absorb(&key, token);
             }

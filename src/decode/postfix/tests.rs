@@ -226,6 +226,24 @@ fn removed_emits_at_once() {
 }
 
 #[test]
+fn a_message_id_header_logged_before_the_message_id_line_is_no_reused_queue_id() {
+    // A `header_checks` INFO rule on Message-ID: cleanup logs the header line, then its own
+    // `message-id=` line, for the same message.
+    let lines = [
+        MESSAGE[0],
+        "Nov 25 10:00:00 mx1 postfix/cleanup[1]: 4F1A22C0E1: info: header Message-ID: <r1@x.org> from pc[10.0.0.9]; from=<bob@x.org> to=<all@x.org> proto=ESMTP helo=<pc>",
+        MESSAGE[3],
+        MESSAGE[4],
+        MESSAGE[5],
+    ];
+    let (events, c) = correlate(&lines, settings());
+    assert_eq!(c.stats().dropped_total(), 0);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].message_id, "r1@x.org");
+    assert_eq!(events[0].subject.as_deref(), Some("RE: Lunch"));
+}
+
+#[test]
 fn a_message_without_headers_still_counts() {
     let (events, _) = correlate(&[MESSAGE[3], MESSAGE[4]], settings());
     assert_eq!(events.len(), 1);
