@@ -314,6 +314,46 @@ fn a_storm_ends_by_wall_clock_when_traffic_stops() {
     );
 }
 
+#[test]
+fn a_storm_ended_by_wall_clock_stays_ended_after_a_restart() {
+    let c = cluster(2);
+    let mut config = c.quick_rejoin_config();
+    config.detection.quiet_period = Duration::from_secs(2);
+    let service = c.start(&config);
+    let now = now_millis();
+    c.produce(
+        &(0..3)
+            .map(|i| {
+                (
+                    i % 2,
+                    event(
+                        now - 3000 + i as i64 * 100,
+                        &format!("<q{i}@x>"),
+                        &format!("q{i}@x"),
+                        3000,
+                        "quiet",
+                    ),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    c.wait_for_alerts("storm_ended", |a| count(a, "storm_ended") == 1);
+    service.stop().expect("clean stop");
+
+    // The restart re-derives the start (already announced) but nothing in the input ends it:
+    // the topic's end stands, and no second one comes a quiet period later.
+    let service = c.start(&config);
+    wait_ready(&service, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(4));
+    let active = service.board().view().active.len();
+    service.stop().expect("clean stop");
+    assert_eq!(
+        kinds(&c.alerts()),
+        vec!["storm_started:quiet", "storm_ended:quiet"]
+    );
+    assert_eq!(active, 0, "not active on the board after the restart");
+}
+
 fn replay(input: &str) -> Vec<serde_json::Value> {
     let output = common::run(&["replay"], input.as_bytes());
     common::json_lines(&output.stdout)

@@ -101,6 +101,28 @@ impl Engine {
         }
     }
 
+    /// Ends, without an alert, the active storm on `thread_key` that started at `started_at`:
+    /// after a restart, a storm whose `storm_ended` is already on the alerts topic but that the
+    /// rebuild re-derived without its end (it ended by the wall clock when traffic stopped, and
+    /// nothing in the input ends it again). Left active, it would sit on the board, end a second
+    /// time a quiet period after the restart, and take a new storm's reply-alls on its thread
+    /// as its own. Its reply-alls stay in the windows, as after any end. Returns whether there
+    /// was such a storm.
+    pub fn settle_ended_storm(&mut self, thread_key: &str, started_at: Millis) -> bool {
+        let Some(thread) = self.threads.get_mut(&self.hasher.hash(thread_key)) else {
+            return false;
+        };
+        if thread
+            .storm()
+            .is_none_or(|storm| storm.started_at != started_at)
+        {
+            return false;
+        }
+        thread.end_storm();
+        self.active.remove(thread_key);
+        true
+    }
+
     /// Carries on a storm announced before a restart that the engine did not re-derive, so it
     /// ends by the usual rules: when stream time passes `last_active + quiet_period` (at once,
     /// if it already has), or by the wall clock once caught up, unless new reply-alls keep it

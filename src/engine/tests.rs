@@ -1247,6 +1247,29 @@ fn a_thread_with_an_active_storm_is_not_resumed_over() {
 }
 
 #[test]
+fn a_storm_settled_as_ended_ends_without_an_alert_and_only_by_its_start() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let started_at = run.engine.active_storms()[0].started_at;
+    let alerts = run.alerts.len();
+    assert!(
+        !run.engine.settle_ended_storm("t", started_at + 1),
+        "another storm's start"
+    );
+    assert!(
+        !run.engine.settle_ended_storm("u", started_at),
+        "another thread"
+    );
+    assert_eq!(run.engine.active_storms().len(), 1);
+    assert!(run.engine.settle_ended_storm("t", started_at));
+    assert!(run.engine.active_storms().is_empty());
+    // No alert now, and none when its old deadline passes.
+    run.feed([tick(120.0, "c0")]);
+    assert_eq!(run.alerts.len(), alerts);
+    assert_eq!(run.engine.stats().storms_ended, 0);
+}
+
+#[test]
 fn a_resumed_storm_ends_by_wall_clock_when_idle() {
     let mut run = Run::new();
     let wall = 1_800_000_000_000;

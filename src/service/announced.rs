@@ -77,6 +77,22 @@ impl Announced {
         self.rebuilding
     }
 
+    /// The storms the topic shows ended, as (thread key, start): for the caller to end, without
+    /// an alert, those the rebuild re-derived without their end (a storm ended by the wall clock
+    /// when traffic stopped leaves nothing in the input that ends it again). Call it before
+    /// [`Self::finish_rebuild`], which forgets them.
+    pub fn ended_storms(&self) -> Vec<(Arc<str>, Millis)> {
+        self.storms
+            .iter()
+            .flat_map(|(key, storms)| {
+                storms
+                    .iter()
+                    .filter(|storm| storm.ended_at.is_some())
+                    .map(|storm| (key.clone(), storm.started_at))
+            })
+            .collect()
+    }
+
     /// The rebuild is over (the input was read to its end once): from now on every alert is
     /// new, and the read-back is forgotten. Returns the storms whose newest announcement on
     /// each thread is not followed by a `storm_ended`, for the caller to carry on those the

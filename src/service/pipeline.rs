@@ -271,11 +271,19 @@ impl Detector {
 
     /// The first time the input is read to its end after a start: the engine's window is
     /// rebuilt, so alerts are no longer checked against the alerts topic. Storms the topic shows
-    /// open that the rebuild did not re-derive are carried on by the engine, so they end (and
-    /// their `storm_ended` is sent) by the usual rules: at once when stream time is already
-    /// past their quiet period.
+    /// ended that the rebuild re-derived without their end are ended without a second alert.
+    /// Storms the topic shows open that the rebuild did not re-derive are carried on by the
+    /// engine, so they end (and their `storm_ended` is sent) by the usual rules: at once when
+    /// stream time is already past their quiet period.
     fn finish_rebuild(&mut self) {
         let seq = self.offsets.current_seq();
+        let mut settled = 0;
+        for (thread_key, started_at) in self.announced.ended_storms() {
+            if self.engine.settle_ended_storm(&thread_key, started_at) {
+                settled += 1;
+                tracing::info!(%thread_key, "a storm the alerts topic shows ended was re-derived without its end; ended here too, without a second alert");
+            }
+        }
         let mut resumed = 0;
         for storm in self.announced.finish_rebuild() {
             let thread_key = storm.thread_key.clone();
@@ -288,6 +296,7 @@ impl Detector {
         tracing::info!(
             active = self.engine.active_storms().len(),
             resumed,
+            settled,
             "state rebuilt; caught up"
         );
     }
