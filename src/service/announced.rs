@@ -51,6 +51,15 @@ pub enum Verdict {
         /// The start time the alerts topic has for this storm.
         adopt_started_at: Millis,
     },
+    /// A re-derived start that is critical for a storm the topic has open only as a warning
+    /// (the rebuilt window lost the storm's first reply-alls, so a critical rule held from the
+    /// start): the topic lacks the escalation, and nothing else would send it, since a critical
+    /// storm does not escalate. Send the alert as that `storm_escalated`, with the announced
+    /// start for the engine to take over.
+    PublishAsEscalation {
+        /// The start time the alerts topic has for this storm.
+        adopt_started_at: Millis,
+    },
 }
 
 /// The storms announced on the alerts topic, by thread key, consulted only while the engine
@@ -260,9 +269,22 @@ impl Announced {
         let Some(storm) = matched else {
             return Verdict::Publish;
         };
+        let open_warning = storm.severity == Severity::Warning && storm.ended_at.is_none();
+        if alert.kind == AlertKind::StormStarted
+            && alert.severity == Severity::Critical
+            && open_warning
+        {
+            storm.escalated = true;
+            storm.severity = Severity::Critical;
+            return Verdict::PublishAsEscalation {
+                adopt_started_at: storm.started_at,
+            };
+        }
         let already = match alert.kind {
             AlertKind::StormStarted => true,
-            AlertKind::StormEscalated => storm.escalated || storm.ended_at.is_some(),
+            // Escalation goes from warning to critical only: a storm the topic has as critical
+            // (from its start, or escalated) has announced it, whatever the rebuild re-derives.
+            AlertKind::StormEscalated => !open_warning || storm.escalated,
             AlertKind::StormEnded => storm.ended_at.is_some(),
         };
         if already {
@@ -273,7 +295,10 @@ impl Announced {
         // New for this storm (it escalated or ended after the restart): remember it is sent.
         match alert.kind {
             AlertKind::StormStarted => {}
-            AlertKind::StormEscalated => storm.escalated = true,
+            AlertKind::StormEscalated => {
+                storm.escalated = true;
+                storm.severity = alert.severity;
+            }
             AlertKind::StormEnded => storm.ended_at = Some(alert.at),
         }
         Verdict::Publish
@@ -362,6 +387,55 @@ mod tests {
             announced.check(&alert(AlertKind::StormStarted, "t", 5000, 5000)),
             Verdict::Publish
         );
+    }
+
+    fn critical(mut alert: Alert) -> Alert {
+        alert.severity = Severity::Critical;
+        alert.rule = RuleName::Amplification;
+        alert
+    }
+
+    #[test]
+    fn a_storm_re_derived_as_critical_gets_the_escalation_the_topic_lacks() {
+        let mut announced = from_topic(&[alert(AlertKind::StormStarted, "t", 1000, 1000)]);
+        let again = critical(alert(AlertKind::StormStarted, "t", 1200, 1200));
+        assert_eq!(
+            announced.check(&again),
+            Verdict::PublishAsEscalation {
+                adopt_started_at: 1000
+            }
+        );
+        // Once.
+        assert_eq!(
+            announced.check(&again),
+            Verdict::AlreadyAnnounced {
+                adopt_started_at: 1000
+            }
+        );
+        // A storm the topic shows ended stays quiet, however it is re-derived.
+        let mut ended = from_topic(&[
+            alert(AlertKind::StormStarted, "t", 1000, 1000),
+            alert(AlertKind::StormEnded, "t", 1000, 5000),
+        ]);
+        assert!(matches!(
+            ended.check(&again),
+            Verdict::AlreadyAnnounced { .. }
+        ));
+    }
+
+    #[test]
+    fn a_storm_announced_critical_is_not_escalated_by_its_re_derivation() {
+        let mut announced =
+            from_topic(&[critical(alert(AlertKind::StormStarted, "t", 1000, 1000))]);
+        // The rebuilt window re-derives it as a warning first, then escalates it.
+        assert!(matches!(
+            announced.check(&alert(AlertKind::StormStarted, "t", 1100, 1100)),
+            Verdict::AlreadyAnnounced { .. }
+        ));
+        assert!(matches!(
+            announced.check(&critical(alert(AlertKind::StormEscalated, "t", 1000, 2000))),
+            Verdict::AlreadyAnnounced { .. }
+        ));
     }
 
     #[test]

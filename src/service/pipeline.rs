@@ -525,25 +525,38 @@ impl Detector {
         self.ingest_assembled(Instant::now(), seq);
     }
 
+    /// Makes a re-derived storm's `alert`, and the engine, carry the start the alerts topic
+    /// has for it, so its later alerts match the earlier ones.
+    fn adopt_storm_start(&mut self, alert: &mut Alert, adopt_started_at: Millis) {
+        if alert.started_at != adopt_started_at {
+            self.engine
+                .adopt_storm_start(&alert.thread_key, adopt_started_at);
+            alert.block_until += adopt_started_at - alert.started_at;
+            alert.started_at = adopt_started_at;
+        }
+    }
+
     /// Sends the engine's new alerts (tagged with input record `seq`) to the alerts topic and
     /// the sinks, unless the alerts topic already has them (after a restart).
     fn emit_alerts(&mut self, seq: u64) {
         let alerts = std::mem::take(&mut self.alerts);
-        for alert in alerts {
-            if let Verdict::AlreadyAnnounced { adopt_started_at } = self.announced.check(&alert) {
-                let mut alert = alert;
-                if alert.started_at != adopt_started_at {
-                    self.engine
-                        .adopt_storm_start(&alert.thread_key, adopt_started_at);
-                    alert.block_until += adopt_started_at - alert.started_at;
-                    alert.started_at = adopt_started_at;
+        for mut alert in alerts {
+            match self.announced.check(&alert) {
+                Verdict::Publish => {}
+                Verdict::PublishAsEscalation { adopt_started_at } => {
+                    self.adopt_storm_start(&mut alert, adopt_started_at);
+                    alert.kind = AlertKind::StormEscalated;
+                    tracing::info!(thread_key = %alert.thread_key, "re-derived as critical, announced before the restart as a warning: sent as its escalation");
                 }
-                tracing::info!(kind = alert.kind.as_str(), thread_key = %alert.thread_key, "already announced before the restart; not sent again");
-                // Alertmanager forgets an alert it is not told about again; keep it current. The
-                // end goes too: the re-derived start just made the sink track the storm as
-                // firing, and only its end stops the sink re-posting it.
-                self.handles.sinks.refresh(&alert);
-                continue;
+                Verdict::AlreadyAnnounced { adopt_started_at } => {
+                    self.adopt_storm_start(&mut alert, adopt_started_at);
+                    tracing::info!(kind = alert.kind.as_str(), thread_key = %alert.thread_key, "already announced before the restart; not sent again");
+                    // Alertmanager forgets an alert it is not told about again; keep it
+                    // current. The end goes too: the re-derived start just made the sink track
+                    // the storm as firing, and only its end stops the sink re-posting it.
+                    self.handles.sinks.refresh(&alert);
+                    continue;
+                }
             }
             let sent = self.output.send_alert(&alert, seq);
             self.offsets.produced(seq, self.engine.stream_time());
