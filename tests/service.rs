@@ -274,6 +274,25 @@ fn a_restart_mid_storm_does_not_announce_it_twice_and_announces_what_started_whi
     assert_eq!(alerts[1]["storm_id"], alerts[0]["storm_id"]);
 }
 
+/// Three reply-alls on `thread` in the few seconds before `now`, from senders `{tag}0@x`..: a
+/// storm whose events are as recent as the wall clock, so it can end by the wall clock.
+fn recent_storm(tag: &str, thread: &str, now: i64) -> Vec<(i32, String)> {
+    (0..3)
+        .map(|i| {
+            (
+                i % 2,
+                event(
+                    now - 3000 + i as i64 * 100,
+                    &format!("<{tag}{i}@x>"),
+                    &format!("{tag}{i}@x"),
+                    3000,
+                    thread,
+                ),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn a_storm_ends_by_wall_clock_when_traffic_stops() {
     let c = cluster(2);
@@ -281,22 +300,7 @@ fn a_storm_ends_by_wall_clock_when_traffic_stops() {
     config.detection.quiet_period = Duration::from_secs(2);
     let service = c.start(&config);
     let now = now_millis();
-    c.produce(
-        &(0..3)
-            .map(|i| {
-                (
-                    i % 2,
-                    event(
-                        now - 3000 + i as i64 * 100,
-                        &format!("<w{i}@x>"),
-                        &format!("w{i}@x"),
-                        3000,
-                        "wall",
-                    ),
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
+    c.produce(&recent_storm("w", "wall", now));
     let alerts = c.wait_for_alerts("storm_ended", |a| count(a, "storm_ended") == 1);
     service.stop().expect("clean stop");
     assert_eq!(
@@ -321,22 +325,7 @@ fn a_storm_ended_by_wall_clock_stays_ended_after_a_restart() {
     config.detection.quiet_period = Duration::from_secs(2);
     let service = c.start(&config);
     let now = now_millis();
-    c.produce(
-        &(0..3)
-            .map(|i| {
-                (
-                    i % 2,
-                    event(
-                        now - 3000 + i as i64 * 100,
-                        &format!("<q{i}@x>"),
-                        &format!("q{i}@x"),
-                        3000,
-                        "quiet",
-                    ),
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
+    c.produce(&recent_storm("q", "quiet", now));
     c.wait_for_alerts("storm_ended", |a| count(a, "storm_ended") == 1);
     service.stop().expect("clean stop");
 

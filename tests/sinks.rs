@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use stormwatch::alert::{Alert, AlertKind, RuleName, Severity};
 use stormwatch::config::SinksConfig;
 use stormwatch::metrics::Metrics;
-use stormwatch::sink::{webhook, RetryPolicy, SinkOptions, Sinks};
+use stormwatch::sink::{webhook, RetryPolicy, SinkHandle, SinkOptions, SinkWorker, Sinks};
 use tokio::net::TcpListener;
 
 const STARTED: i64 = 1_709_543_280_000; // 2024-03-04T09:08:00Z
@@ -155,6 +155,17 @@ fn webhook_config(url: String) -> SinksConfig {
     config
 }
 
+/// A webhook sink to the receiver at `addr`, with [`quick`] retries of at most 5 attempts.
+fn quick_webhook(addr: SocketAddr, metrics: &Metrics) -> (SinkHandle, SinkWorker) {
+    webhook::spawn(
+        &format!("http://{addr}/"),
+        &quick(Some(5)),
+        metrics,
+        &tokio::runtime::Handle::current(),
+    )
+    .unwrap()
+}
+
 /// A port on which nothing listens (bound, then released).
 async fn refused_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -221,13 +232,7 @@ async fn webhook_retries_503s_and_delivers_once() {
 async fn webhook_400_is_not_retried() {
     let (receiver, addr) = Receiver::start(|_| StatusCode::BAD_REQUEST).await;
     let metrics = Metrics::new();
-    let (handle, worker) = webhook::spawn(
-        &format!("http://{addr}/"),
-        &quick(Some(5)),
-        &metrics,
-        &tokio::runtime::Handle::current(),
-    )
-    .unwrap();
+    let (handle, worker) = quick_webhook(addr, &metrics);
     assert!(handle.offer(Arc::new(started())));
     eventually("failure", Duration::from_secs(5), || {
         count(&metrics, "webhook", "failed") == 1
@@ -258,13 +263,7 @@ async fn a_redirect_is_not_followed_and_the_alert_counts_as_failed() {
         })
         .await;
         let metrics = Metrics::new();
-        let (handle, worker) = webhook::spawn(
-            &format!("http://{addr}/"),
-            &quick(Some(5)),
-            &metrics,
-            &tokio::runtime::Handle::current(),
-        )
-        .unwrap();
+        let (handle, worker) = quick_webhook(addr, &metrics);
         assert!(handle.offer(Arc::new(started())));
         eventually("an outcome", Duration::from_secs(5), || {
             count(&metrics, "webhook", "failed") + count(&metrics, "webhook", "delivered") > 0

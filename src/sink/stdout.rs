@@ -185,13 +185,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn alerts_are_written_as_json_lines_and_counted() {
-        let metrics = Metrics::new();
-        let buffer = Shared::default();
-        let writer = buffer.clone();
-        let mut sink = StdoutSink::spawn_to(Arc::clone(&metrics), move || writer).unwrap();
-        let alert = Alert {
+    fn started() -> Alert {
+        Alert {
             kind: AlertKind::StormStarted,
             thread_key: Arc::from("t"),
             severity: Severity::Warning,
@@ -204,7 +199,16 @@ mod tests {
             subject: None,
             block_until: 0,
             senders: None,
-        };
+        }
+    }
+
+    #[test]
+    fn alerts_are_written_as_json_lines_and_counted() {
+        let metrics = Metrics::new();
+        let buffer = Shared::default();
+        let writer = buffer.clone();
+        let mut sink = StdoutSink::spawn_to(Arc::clone(&metrics), move || writer).unwrap();
+        let alert = started();
         sink.offer(&alert);
         sink.offer(&alert);
         assert!(sink.close(Duration::from_secs(10)));
@@ -243,20 +247,7 @@ mod tests {
         let (release, blocked) = std::sync::mpsc::channel();
         let mut sink =
             StdoutSink::spawn_to(Arc::clone(&metrics), move || Blocked(blocked)).unwrap();
-        let alert = Alert {
-            kind: AlertKind::StormStarted,
-            thread_key: Arc::from("t"),
-            severity: Severity::Warning,
-            rule: RuleName::Early,
-            at: 0,
-            started_at: 0,
-            reply_alls: 3,
-            distinct_senders: 3,
-            deliveries: 9000,
-            subject: None,
-            block_until: 0,
-            senders: None,
-        };
+        let alert = started();
         for _ in 0..3 {
             sink.offer(&alert);
         }
