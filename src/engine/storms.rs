@@ -84,10 +84,17 @@ impl Engine {
     }
 
     /// Makes the active storm on `thread_key` carry `started_at` (and the `block_until` that
-    /// follows): after a restart, the service adopts the start already announced on the alerts
-    /// topic for a storm the engine re-derived, so that storm's later alerts match the earlier
-    /// ones. Returns whether there was such a storm.
-    pub fn adopt_storm_start(&mut self, thread_key: &str, started_at: Millis) -> bool {
+    /// follows) and at least `severity` (with `rule`): after a restart, the service adopts what
+    /// the alerts topic already announced for a storm the engine re-derived, so that storm's
+    /// later alerts match the earlier ones, and a storm announced critical is not escalated
+    /// again from the rebuild's warning. Returns whether there was such a storm.
+    pub fn adopt_announced_storm(
+        &mut self,
+        thread_key: &str,
+        started_at: Millis,
+        severity: Severity,
+        rule: RuleName,
+    ) -> bool {
         match self
             .threads
             .get_mut(&self.hasher.hash(thread_key))
@@ -95,6 +102,10 @@ impl Engine {
         {
             Some(storm) => {
                 storm.started_at = started_at;
+                if severity > storm.severity {
+                    storm.severity = severity;
+                    storm.rule = rule;
+                }
                 true
             }
             None => false,

@@ -1087,13 +1087,41 @@ fn replay_never_ends_storms_by_wall_clock() {
 fn an_adopted_start_carries_into_later_alerts() {
     let mut run = Run::new();
     run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
-    assert!(run.engine.adopt_storm_start("t", T0 - MIN));
-    assert!(!run.engine.adopt_storm_start("no-such-thread", T0));
+    let (warning, early) = (Severity::Warning, RuleName::Early);
+    assert!(run
+        .engine
+        .adopt_announced_storm("t", T0 - MIN, warning, early));
+    assert!(!run
+        .engine
+        .adopt_announced_storm("no-such-thread", T0, warning, early));
     run.feed([tick(40.0, "clock")]);
     let ended = run.alerts.last().unwrap();
     assert_eq!(ended.kind, AlertKind::StormEnded);
     assert_eq!(ended.started_at, T0 - MIN);
     assert_eq!(ended.block_until, T0 - MIN + 6 * 60 * MIN);
+}
+
+#[test]
+fn a_storm_announced_critical_is_not_escalated_again() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    assert_eq!(run.engine.active_storms()[0].severity, Severity::Warning);
+    // The alerts topic had it critical (the rebuilt window lost its first reply-alls).
+    let critical = (Severity::Critical, RuleName::Exchange);
+    assert!(run
+        .engine
+        .adopt_announced_storm("t", T0, critical.0, critical.1));
+    let storm = &run.engine.active_storms()[0];
+    assert_eq!((storm.severity, storm.rule), critical);
+    // Enough reply-alls for the exchange rule: no escalation, it is critical already.
+    let alerts = run.alerts.len();
+    run.feed((3..12).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    assert_eq!(run.alerts.len(), alerts, "{:?}", run.kinds());
+    // A lower severity is not adopted over a higher one.
+    assert!(run
+        .engine
+        .adopt_announced_storm("t", T0, Severity::Warning, RuleName::Early));
+    assert_eq!(run.engine.active_storms()[0].severity, Severity::Critical);
 }
 
 #[test]

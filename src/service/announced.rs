@@ -40,26 +40,31 @@ struct AnnouncedStorm {
     subject: Option<Arc<str>>,
 }
 
+/// How the alerts topic has a storm, for the engine (and a re-offered alert) to take over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnouncedAs {
+    /// The announced start.
+    pub started_at: Millis,
+    /// The severity and rule of its newest alert on the topic.
+    pub severity: Severity,
+    /// See `severity`.
+    pub rule: RuleName,
+    /// Whether the topic shows it ended.
+    pub ended: bool,
+}
+
 /// What to do with an alert the engine produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Not announced yet: send it.
     Publish,
-    /// Already on the alerts topic: do not send it again. `adopt_started_at` is the announced
-    /// start, for the engine to take over.
-    AlreadyAnnounced {
-        /// The start time the alerts topic has for this storm.
-        adopt_started_at: Millis,
-    },
+    /// Already on the alerts topic: do not send it again.
+    AlreadyAnnounced(AnnouncedAs),
     /// A re-derived start that is critical for a storm the topic has open only as a warning
     /// (the rebuilt window lost the storm's first reply-alls, so a critical rule held from the
     /// start): the topic lacks the escalation, and nothing else would send it, since a critical
-    /// storm does not escalate. Send the alert as that `storm_escalated`, with the announced
-    /// start for the engine to take over.
-    PublishAsEscalation {
-        /// The start time the alerts topic has for this storm.
-        adopt_started_at: Millis,
-    },
+    /// storm does not escalate. Send the alert as that `storm_escalated`.
+    PublishAsEscalation(AnnouncedAs),
 }
 
 /// The storms announced on the alerts topic, by thread key, consulted only while the engine
@@ -269,16 +274,21 @@ impl Announced {
         let Some(storm) = matched else {
             return Verdict::Publish;
         };
+        let announced_as = AnnouncedAs {
+            started_at: storm.started_at,
+            severity: storm.severity,
+            rule: storm.rule,
+            ended: storm.ended_at.is_some(),
+        };
         let open_warning = storm.severity == Severity::Warning && storm.ended_at.is_none();
         if alert.kind == AlertKind::StormStarted
             && alert.severity == Severity::Critical
             && open_warning
         {
             storm.escalated = true;
-            storm.severity = Severity::Critical;
-            return Verdict::PublishAsEscalation {
-                adopt_started_at: storm.started_at,
-            };
+            storm.severity = alert.severity;
+            storm.rule = alert.rule;
+            return Verdict::PublishAsEscalation(announced_as);
         }
         let already = match alert.kind {
             AlertKind::StormStarted => true,
@@ -288,9 +298,7 @@ impl Announced {
             AlertKind::StormEnded => storm.ended_at.is_some(),
         };
         if already {
-            return Verdict::AlreadyAnnounced {
-                adopt_started_at: storm.started_at,
-            };
+            return Verdict::AlreadyAnnounced(announced_as);
         }
         // New for this storm (it escalated or ended after the restart): remember it is sent.
         match alert.kind {
@@ -327,6 +335,22 @@ mod tests {
         }
     }
 
+    /// The announced start, when the verdict is "already announced".
+    fn already(verdict: Verdict) -> Option<Millis> {
+        match verdict {
+            Verdict::AlreadyAnnounced(announced) => Some(announced.started_at),
+            _ => None,
+        }
+    }
+
+    /// The announced start, when the verdict is "publish as its escalation".
+    fn escalation(verdict: Verdict) -> Option<Millis> {
+        match verdict {
+            Verdict::PublishAsEscalation(announced) => Some(announced.started_at),
+            _ => None,
+        }
+    }
+
     fn from_topic(alerts: &[Alert]) -> Announced {
         let mut announced = Announced {
             rebuilding: true,
@@ -343,12 +367,11 @@ mod tests {
         let mut announced = from_topic(&[alert(AlertKind::StormStarted, "t", 1000, 1000)]);
         // After the restart the engine re-derives the start, a little differently.
         let again = alert(AlertKind::StormStarted, "t", 1200, 1200);
-        assert_eq!(
+        assert_eq!(already(announced.check(&again)), Some(1000));
+        assert!(matches!(
             announced.check(&again),
-            Verdict::AlreadyAnnounced {
-                adopt_started_at: 1000
-            }
-        );
+            Verdict::AlreadyAnnounced(AnnouncedAs { ended: false, .. })
+        ));
         // Its end (with the adopted start) is new: published.
         assert_eq!(
             announced.check(&alert(AlertKind::StormEnded, "t", 1000, 9000)),
@@ -356,10 +379,8 @@ mod tests {
         );
         // And not twice.
         assert_eq!(
-            announced.check(&alert(AlertKind::StormEnded, "t", 1000, 9000)),
-            Verdict::AlreadyAnnounced {
-                adopt_started_at: 1000
-            }
+            already(announced.check(&alert(AlertKind::StormEnded, "t", 1000, 9000))),
+            Some(1000)
         );
     }
 
@@ -370,17 +391,18 @@ mod tests {
             alert(AlertKind::StormEscalated, "t", 1000, 2000),
             alert(AlertKind::StormEnded, "t", 1000, 5000),
         ]);
+        // Ended on the topic: said so, so that the service does not make it fire again.
         assert!(matches!(
             announced.check(&alert(AlertKind::StormStarted, "t", 1100, 1100)),
-            Verdict::AlreadyAnnounced { .. }
+            Verdict::AlreadyAnnounced(AnnouncedAs { ended: true, .. })
         ));
         assert!(matches!(
             announced.check(&alert(AlertKind::StormEscalated, "t", 1000, 2100)),
-            Verdict::AlreadyAnnounced { .. }
+            Verdict::AlreadyAnnounced(_)
         ));
         assert!(matches!(
             announced.check(&alert(AlertKind::StormEnded, "t", 1000, 5100)),
-            Verdict::AlreadyAnnounced { .. }
+            Verdict::AlreadyAnnounced(_)
         ));
         // A storm starting at or after the announced end is a new storm.
         assert_eq!(
@@ -399,28 +421,15 @@ mod tests {
     fn a_storm_re_derived_as_critical_gets_the_escalation_the_topic_lacks() {
         let mut announced = from_topic(&[alert(AlertKind::StormStarted, "t", 1000, 1000)]);
         let again = critical(alert(AlertKind::StormStarted, "t", 1200, 1200));
-        assert_eq!(
-            announced.check(&again),
-            Verdict::PublishAsEscalation {
-                adopt_started_at: 1000
-            }
-        );
+        assert_eq!(escalation(announced.check(&again)), Some(1000));
         // Once.
-        assert_eq!(
-            announced.check(&again),
-            Verdict::AlreadyAnnounced {
-                adopt_started_at: 1000
-            }
-        );
+        assert_eq!(already(announced.check(&again)), Some(1000));
         // A storm the topic shows ended stays quiet, however it is re-derived.
         let mut ended = from_topic(&[
             alert(AlertKind::StormStarted, "t", 1000, 1000),
             alert(AlertKind::StormEnded, "t", 1000, 5000),
         ]);
-        assert!(matches!(
-            ended.check(&again),
-            Verdict::AlreadyAnnounced { .. }
-        ));
+        assert!(matches!(ended.check(&again), Verdict::AlreadyAnnounced(_)));
     }
 
     #[test]
@@ -430,11 +439,11 @@ mod tests {
         // The rebuilt window re-derives it as a warning first, then escalates it.
         assert!(matches!(
             announced.check(&alert(AlertKind::StormStarted, "t", 1100, 1100)),
-            Verdict::AlreadyAnnounced { .. }
+            Verdict::AlreadyAnnounced(_)
         ));
         assert!(matches!(
             announced.check(&critical(alert(AlertKind::StormEscalated, "t", 1000, 2000))),
-            Verdict::AlreadyAnnounced { .. }
+            Verdict::AlreadyAnnounced(_)
         ));
     }
 
@@ -455,20 +464,16 @@ mod tests {
             alert(AlertKind::StormStarted, "t", 6000, 6000),
         ]);
         assert_eq!(
-            announced.check(&alert(AlertKind::StormStarted, "t", 1100, 1100)),
-            Verdict::AlreadyAnnounced {
-                adopt_started_at: 1000
-            }
+            already(announced.check(&alert(AlertKind::StormStarted, "t", 1100, 1100))),
+            Some(1000)
         );
         assert!(matches!(
             announced.check(&alert(AlertKind::StormEnded, "t", 1000, 5000)),
-            Verdict::AlreadyAnnounced { .. }
+            Verdict::AlreadyAnnounced(_)
         ));
         assert_eq!(
-            announced.check(&alert(AlertKind::StormStarted, "t", 6100, 6100)),
-            Verdict::AlreadyAnnounced {
-                adopt_started_at: 6000
-            }
+            already(announced.check(&alert(AlertKind::StormStarted, "t", 6100, 6100))),
+            Some(6000)
         );
         assert_eq!(
             announced.check(&alert(AlertKind::StormEnded, "t", 6000, 9000)),

@@ -4,7 +4,7 @@
 //! is safe. One dedicated OS thread (not a tokio worker): the hot path never waits on a sink, an
 //! HTTP request or an async runtime.
 
-use super::announced::{Announced, Verdict};
+use super::announced::{Announced, AnnouncedAs, Verdict};
 use super::intake::{Intake, Polled, BATCHES_IN_FLIGHT};
 use super::producer::{DeadLetter, DurableOutput, Output, Settled};
 use super::ServiceHandles;
@@ -525,14 +525,24 @@ impl Detector {
         self.ingest_assembled(Instant::now(), seq);
     }
 
-    /// Makes a re-derived storm's `alert`, and the engine, carry the start the alerts topic
-    /// has for it, so its later alerts match the earlier ones.
-    fn adopt_storm_start(&mut self, alert: &mut Alert, adopt_started_at: Millis) {
-        if alert.started_at != adopt_started_at {
-            self.engine
-                .adopt_storm_start(&alert.thread_key, adopt_started_at);
-            alert.block_until += adopt_started_at - alert.started_at;
-            alert.started_at = adopt_started_at;
+    /// Makes a re-derived storm, in the engine and in its `alert`, carry what the alerts topic
+    /// has for it: its start (so later alerts carry the same `started_at` and `storm_id`) and,
+    /// when the topic has it critical, that severity (so the rebuild's warning does not
+    /// escalate it a second time, and a re-offered alert keeps Alertmanager's labels).
+    fn adopt_announced(&mut self, alert: &mut Alert, announced: &AnnouncedAs) {
+        self.engine.adopt_announced_storm(
+            &alert.thread_key,
+            announced.started_at,
+            announced.severity,
+            announced.rule,
+        );
+        if alert.started_at != announced.started_at {
+            alert.block_until += announced.started_at - alert.started_at;
+            alert.started_at = announced.started_at;
+        }
+        if announced.severity > alert.severity {
+            alert.severity = announced.severity;
+            alert.rule = announced.rule;
         }
     }
 
@@ -543,18 +553,27 @@ impl Detector {
         for mut alert in alerts {
             match self.announced.check(&alert) {
                 Verdict::Publish => {}
-                Verdict::PublishAsEscalation { adopt_started_at } => {
-                    self.adopt_storm_start(&mut alert, adopt_started_at);
+                Verdict::PublishAsEscalation(announced) => {
+                    self.adopt_announced(&mut alert, &announced);
+                    // Alertmanager learns the announced warning first, so that the escalation
+                    // resolves it, as it would have without the restart.
+                    let mut warning = alert.clone();
+                    warning.kind = AlertKind::StormStarted;
+                    warning.severity = announced.severity;
+                    warning.rule = announced.rule;
+                    self.handles.sinks.refresh(&warning);
                     alert.kind = AlertKind::StormEscalated;
                     tracing::info!(thread_key = %alert.thread_key, "re-derived as critical, announced before the restart as a warning: sent as its escalation");
                 }
-                Verdict::AlreadyAnnounced { adopt_started_at } => {
-                    self.adopt_storm_start(&mut alert, adopt_started_at);
+                Verdict::AlreadyAnnounced(announced) => {
+                    self.adopt_announced(&mut alert, &announced);
                     tracing::info!(kind = alert.kind.as_str(), thread_key = %alert.thread_key, "already announced before the restart; not sent again");
-                    // Alertmanager forgets an alert it is not told about again; keep it
-                    // current. The end goes too: the re-derived start just made the sink track
-                    // the storm as firing, and only its end stops the sink re-posting it.
-                    self.handles.sinks.refresh(&alert);
+                    // Alertmanager forgets an alert it is not told about again: an open storm's
+                    // is re-offered to keep it firing. One the topic shows ended is not: that
+                    // would fire it again, until its re-derived end (if the input has one).
+                    if !announced.ended {
+                        self.handles.sinks.refresh(&alert);
+                    }
                     continue;
                 }
             }

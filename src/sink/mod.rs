@@ -198,9 +198,9 @@ impl Sinks {
     }
 
     /// Re-offers an alert already announced (before a restart) to the sinks that hold state
-    /// about active storms, Alertmanager, so it keeps an ongoing storm firing and resolves one
-    /// that ended (whose re-derived start it was just offered); stateless sinks (webhook,
-    /// stdout) would only see a duplicate and are skipped.
+    /// about active storms, Alertmanager, so it keeps an ongoing storm firing; stateless sinks
+    /// (webhook, stdout) would only see a duplicate and are skipped. The caller offers only
+    /// storms the alerts topic shows open: offered, an ended one would fire again.
     pub fn refresh(&self, alert: &Alert) {
         let alert = Arc::new(alert.clone());
         for handle in self.handles.iter().filter(|h| h.name() == ALERTMANAGER) {
