@@ -83,33 +83,36 @@ impl Engine {
         self.arrival = Some(wall_clock);
     }
 
-    /// Makes the active storm on `thread_key` carry `started_at` (and the `block_until` that
-    /// follows) and at least `severity` (with `rule`): after a restart, the service adopts what
-    /// the alerts topic already announced for a storm the engine re-derived, so that storm's
-    /// later alerts match the earlier ones, and a storm announced critical is not escalated
-    /// again from the rebuild's warning. Returns whether there was such a storm.
+    /// Makes the active storm on `thread_key` that started at `derived_started_at` (as the
+    /// engine derived it) carry `started_at` (and the `block_until` that follows) and
+    /// `severity` with `rule` unless its own severity is higher: after a restart, the service
+    /// adopts what the alerts topic already announced for a storm the engine re-derived, so that
+    /// storm's later alerts match the earlier ones, and a storm announced critical is not
+    /// escalated again from the rebuild's warning. A storm with another start is left alone:
+    /// by the time an alert of a storm is checked, its thread may already have a newer storm
+    /// (one event can end a storm and start the next). Returns whether it was adopted.
     pub fn adopt_announced_storm(
         &mut self,
         thread_key: &str,
+        derived_started_at: Millis,
         started_at: Millis,
         severity: Severity,
         rule: RuleName,
     ) -> bool {
-        match self
+        let Some(storm) = self
             .threads
             .get_mut(&self.hasher.hash(thread_key))
             .and_then(Thread::storm_mut)
-        {
-            Some(storm) => {
-                storm.started_at = started_at;
-                if severity > storm.severity {
-                    storm.severity = severity;
-                    storm.rule = rule;
-                }
-                true
-            }
-            None => false,
+            .filter(|storm| storm.started_at == derived_started_at)
+        else {
+            return false;
+        };
+        storm.started_at = started_at;
+        if severity >= storm.severity {
+            storm.severity = severity;
+            storm.rule = rule;
         }
+        true
     }
 
     /// Ends, without an alert, the active storm on `thread_key` that started at `started_at`:

@@ -1088,12 +1088,16 @@ fn an_adopted_start_carries_into_later_alerts() {
     let mut run = Run::new();
     run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
     let (warning, early) = (Severity::Warning, RuleName::Early);
-    assert!(run
-        .engine
-        .adopt_announced_storm("t", T0 - MIN, warning, early));
+    let derived = run.engine.active_storms()[0].started_at;
     assert!(!run
         .engine
-        .adopt_announced_storm("no-such-thread", T0, warning, early));
+        .adopt_announced_storm("t", derived + 1, T0 - MIN, warning, early));
+    assert!(run
+        .engine
+        .adopt_announced_storm("t", derived, T0 - MIN, warning, early));
+    assert!(!run
+        .engine
+        .adopt_announced_storm("no-such-thread", T0, T0, warning, early));
     run.feed([tick(40.0, "clock")]);
     let ended = run.alerts.last().unwrap();
     assert_eq!(ended.kind, AlertKind::StormEnded);
@@ -1108,9 +1112,10 @@ fn a_storm_announced_critical_is_not_escalated_again() {
     assert_eq!(run.engine.active_storms()[0].severity, Severity::Warning);
     // The alerts topic had it critical (the rebuilt window lost its first reply-alls).
     let critical = (Severity::Critical, RuleName::Exchange);
+    let derived = run.engine.active_storms()[0].started_at;
     assert!(run
         .engine
-        .adopt_announced_storm("t", T0, critical.0, critical.1));
+        .adopt_announced_storm("t", derived, T0, critical.0, critical.1));
     let storm = &run.engine.active_storms()[0];
     assert_eq!((storm.severity, storm.rule), critical);
     // Enough reply-alls for the exchange rule: no escalation, it is critical already.
@@ -1120,8 +1125,38 @@ fn a_storm_announced_critical_is_not_escalated_again() {
     // A lower severity is not adopted over a higher one.
     assert!(run
         .engine
-        .adopt_announced_storm("t", T0, Severity::Warning, RuleName::Early));
+        .adopt_announced_storm("t", T0, T0, Severity::Warning, RuleName::Early));
     assert_eq!(run.engine.active_storms()[0].severity, Severity::Critical);
+}
+
+#[test]
+fn an_announced_storm_is_not_adopted_by_the_next_storm_on_its_thread() {
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let first = run.engine.active_storms()[0].started_at;
+    // Quiet for more than the quiet period, then three more reply-alls: a second storm.
+    run.feed((0..3).map(|i| {
+        reply_all(
+            40.0 + i as f64,
+            &format!("n{i}"),
+            &format!("r{i}@x"),
+            3000,
+            "t",
+        )
+    }));
+    let second = run.engine.active_storms()[0].clone();
+    assert!(second.started_at > first);
+    // The first storm's announcement (checked after the event that started the second).
+    assert!(!run.engine.adopt_announced_storm(
+        "t",
+        first,
+        first - MIN,
+        Severity::Critical,
+        RuleName::Exchange
+    ));
+    assert_eq!(run.engine.active_storms()[0], second);
+    assert!(!run.engine.settle_ended_storm("t", first - MIN));
+    assert_eq!(run.engine.active_storms().len(), 1);
 }
 
 #[test]

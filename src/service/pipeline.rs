@@ -527,11 +527,12 @@ impl Detector {
 
     /// Makes a re-derived storm, in the engine and in its `alert`, carry what the alerts topic
     /// has for it: its start (so later alerts carry the same `started_at` and `storm_id`) and,
-    /// when the topic has it critical, that severity (so the rebuild's warning does not
-    /// escalate it a second time, and a re-offered alert keeps Alertmanager's labels).
+    /// unless the rebuild made it more severe, its severity and rule (so the rebuild's warning
+    /// does not escalate it a second time, and a re-offered alert keeps Alertmanager's labels).
     fn adopt_announced(&mut self, alert: &mut Alert, announced: &AnnouncedAs) {
         self.engine.adopt_announced_storm(
             &alert.thread_key,
+            alert.started_at,
             announced.started_at,
             announced.severity,
             announced.rule,
@@ -540,7 +541,7 @@ impl Detector {
             alert.block_until += announced.started_at - alert.started_at;
             alert.started_at = announced.started_at;
         }
-        if announced.severity > alert.severity {
+        if announced.severity >= alert.severity {
             alert.severity = announced.severity;
             alert.rule = announced.rule;
         }
