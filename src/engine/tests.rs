@@ -53,6 +53,29 @@ impl Run {
             outcomes: Vec::new(),
         }
     }
+    /// A run in which thread `t` has a warning storm (the early rule): three reply-alls to
+    /// 3,000 recipients from three senders, a minute apart from [`T0`].
+    fn early_storm() -> Self {
+        let mut run = Self::new();
+        run.feed(
+            (0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")),
+        );
+        run
+    }
+    /// After [`Run::early_storm`]: three more reply-alls on `t` 40 minutes on, from other
+    /// senders. The first ends the old storm (past its quiet period); the third starts a new
+    /// one (the old reply-alls are out of the early rule's 10-minute window).
+    fn second_storm(&mut self) {
+        self.feed((0..3).map(|i| {
+            reply_all(
+                40.0 + i as f64,
+                &format!("n{i}"),
+                &format!("r{i}@x"),
+                3000,
+                "t",
+            )
+        }));
+    }
     fn feed(&mut self, events: impl IntoIterator<Item = Event<'static>>) -> &mut Self {
         for e in events {
             let outcome = self.engine.ingest(&e, &mut self.alerts);
@@ -484,8 +507,7 @@ fn escalates_once_then_stays_quiet() {
 
 #[test]
 fn ends_when_stream_time_reaches_last_reply_all_plus_quiet() {
-    let mut run = Run::new();
-    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let mut run = Run::early_storm();
     run.feed([tick(31.999, "c1")]);
     assert_eq!(run.alerts.len(), 1);
     run.feed([tick(32.0, "c2")]);
@@ -503,8 +525,7 @@ fn ends_when_stream_time_reaches_last_reply_all_plus_quiet() {
 
 #[test]
 fn a_reply_all_extends_the_storm() {
-    let mut run = Run::new();
-    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let mut run = Run::early_storm();
     run.feed([reply_all(20.0, "m9", "z@x", 3000, "t")]);
     run.feed([tick(49.0, "c1")]);
     assert_eq!(run.alerts.len(), 1);
@@ -514,19 +535,10 @@ fn a_reply_all_extends_the_storm() {
 
 #[test]
 fn ending_comes_before_the_event_that_moves_the_clock() {
-    let mut run = Run::new();
-    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let mut run = Run::early_storm();
     // 40 minutes later three more reply-alls: the first one ends the old storm, the third
     // starts a new one (the old ones are out of the 10-minute window).
-    run.feed((0..3).map(|i| {
-        reply_all(
-            40.0 + i as f64,
-            &format!("n{i}"),
-            &format!("r{i}@x"),
-            3000,
-            "t",
-        )
-    }));
+    run.second_storm();
     assert_eq!(
         run.kinds(),
         vec![
@@ -923,8 +935,7 @@ fn reply_alls_per_thread_are_capped_and_counts_saturate() {
 
 #[test]
 fn thread_windows_are_freed_after_a_storm() {
-    let mut run = Run::new();
-    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let mut run = Run::early_storm();
     run.feed([tick(200.0, "clock")]);
     assert_eq!(run.alerts.len(), 2);
     assert_eq!(run.alerts[1].reply_alls, 0);
@@ -1076,8 +1087,7 @@ fn idle_storms_end_by_wall_clock_only_after_the_quiet_period() {
 
 #[test]
 fn replay_never_ends_storms_by_wall_clock() {
-    let mut run = Run::new();
-    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let mut run = Run::early_storm();
     let mut alerts = Vec::new();
     run.engine.end_idle_storms(i64::MAX / 2, &mut alerts);
     assert!(alerts.is_empty());
@@ -1085,8 +1095,7 @@ fn replay_never_ends_storms_by_wall_clock() {
 
 #[test]
 fn an_adopted_start_carries_into_later_alerts() {
-    let mut run = Run::new();
-    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let mut run = Run::early_storm();
     let (warning, early) = (Severity::Warning, RuleName::Early);
     let derived = run.engine.active_storms()[0].started_at;
     assert!(!run
@@ -1107,8 +1116,7 @@ fn an_adopted_start_carries_into_later_alerts() {
 
 #[test]
 fn a_storm_announced_critical_is_not_escalated_again() {
-    let mut run = Run::new();
-    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let mut run = Run::early_storm();
     assert_eq!(run.engine.active_storms()[0].severity, Severity::Warning);
     // The alerts topic had it critical (the rebuilt window lost its first reply-alls).
     let critical = (Severity::Critical, RuleName::Exchange);
@@ -1131,19 +1139,10 @@ fn a_storm_announced_critical_is_not_escalated_again() {
 
 #[test]
 fn an_announced_storm_is_not_adopted_by_the_next_storm_on_its_thread() {
-    let mut run = Run::new();
-    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let mut run = Run::early_storm();
     let first = run.engine.active_storms()[0].started_at;
     // Quiet for more than the quiet period, then three more reply-alls: a second storm.
-    run.feed((0..3).map(|i| {
-        reply_all(
-            40.0 + i as f64,
-            &format!("n{i}"),
-            &format!("r{i}@x"),
-            3000,
-            "t",
-        )
-    }));
+    run.second_storm();
     let second = run.engine.active_storms()[0].clone();
     assert!(second.started_at > first);
     // The first storm's announcement (checked after the event that started the second).
@@ -1303,16 +1302,14 @@ fn new_reply_alls_keep_a_resumed_storm_going_without_a_new_start() {
 
 #[test]
 fn a_thread_with_an_active_storm_is_not_resumed_over() {
-    let mut run = Run::new();
-    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let mut run = Run::early_storm();
     assert!(!run.engine.resume_storm(resumed("t", T0), &mut run.alerts));
     assert_eq!(run.engine.active_storms()[0].severity, Severity::Warning);
 }
 
 #[test]
 fn a_storm_settled_as_ended_ends_without_an_alert_and_only_by_its_start() {
-    let mut run = Run::new();
-    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    let mut run = Run::early_storm();
     let started_at = run.engine.active_storms()[0].started_at;
     let alerts = run.alerts.len();
     assert!(
