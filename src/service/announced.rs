@@ -306,6 +306,7 @@ impl Announced {
             AlertKind::StormEscalated => {
                 storm.escalated = true;
                 storm.severity = alert.severity;
+                storm.rule = alert.rule;
             }
             AlertKind::StormEnded => storm.ended_at = Some(alert.at),
         }
@@ -430,6 +431,21 @@ mod tests {
             alert(AlertKind::StormEnded, "t", 1000, 5000),
         ]);
         assert!(matches!(ended.check(&again), Verdict::AlreadyAnnounced(_)));
+    }
+
+    #[test]
+    fn an_escalation_sent_during_the_rebuild_is_what_later_alerts_adopt() {
+        let mut announced = from_topic(&[alert(AlertKind::StormStarted, "t", 1000, 1000)]);
+        let escalated = critical(alert(AlertKind::StormEscalated, "t", 1000, 2000));
+        assert_eq!(announced.check(&escalated), Verdict::Publish);
+        assert!(matches!(
+            announced.check(&escalated),
+            Verdict::AlreadyAnnounced(AnnouncedAs {
+                severity: Severity::Critical,
+                rule: RuleName::Amplification,
+                ..
+            })
+        ));
     }
 
     #[test]
