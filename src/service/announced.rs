@@ -67,6 +67,19 @@ pub enum Verdict {
     PublishAsEscalation(AnnouncedAs),
 }
 
+/// What the alerts topic says once the rebuild is over ([`Announced::finish_rebuild`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// The storms whose newest announcement on each thread is not followed by a
+    /// `storm_ended`, for the caller to carry on those the rebuild did not re-derive (so each
+    /// announced storm is announced as ended, once).
+    pub open: Vec<ResumedStorm>,
+    /// The storms the topic shows ended, as (thread key, start), for the caller to end,
+    /// without an alert, those the rebuild re-derived without their end (a storm ended by the
+    /// wall clock when traffic stopped leaves nothing in the input that ends it again).
+    pub ended: Vec<(Arc<str>, Millis)>,
+}
+
 /// The storms announced on the alerts topic, by thread key, consulted only while the engine
 /// rebuilds its window after a start: once the input is caught up, every alert is new.
 #[derive(Debug, Default)]
@@ -91,45 +104,32 @@ impl Announced {
         self.rebuilding
     }
 
-    /// The storms the topic shows ended, as (thread key, start): for the caller to end, without
-    /// an alert, those the rebuild re-derived without their end (a storm ended by the wall clock
-    /// when traffic stopped leaves nothing in the input that ends it again). Call it before
-    /// [`Self::finish_rebuild`], which forgets them.
-    pub fn ended_storms(&self) -> Vec<(Arc<str>, Millis)> {
-        self.storms
-            .iter()
-            .flat_map(|(key, storms)| {
-                storms
-                    .iter()
-                    .filter(|storm| storm.ended_at.is_some())
-                    .map(|storm| (key.clone(), storm.started_at))
-            })
-            .collect()
-    }
-
     /// The rebuild is over (the input was read to its end once): from now on every alert is
-    /// new, and the read-back is forgotten. Returns the storms whose newest announcement on
-    /// each thread is not followed by a `storm_ended`, for the caller to carry on those the
-    /// rebuild did not re-derive (so each announced storm is announced as ended, once).
-    pub fn finish_rebuild(&mut self) -> Vec<ResumedStorm> {
+    /// new, and the read-back is forgotten. Returns what the caller still has to square with
+    /// the engine (see [`Rebuilt`]).
+    pub fn finish_rebuild(&mut self) -> Rebuilt {
         self.rebuilding = false;
-        let open = self
-            .storms
-            .iter()
-            .filter_map(|(key, storms)| {
-                let storm = storms.last().filter(|s| s.ended_at.is_none())?;
-                Some(ResumedStorm {
+        let storms = std::mem::take(&mut self.storms);
+        let mut rebuilt = Rebuilt::default();
+        for (key, storms) in storms {
+            if let Some(storm) = storms.last().filter(|s| s.ended_at.is_none()) {
+                rebuilt.open.push(ResumedStorm {
                     thread_key: key.clone(),
                     severity: storm.severity,
                     rule: storm.rule,
                     started_at: storm.started_at,
                     last_active: storm.last_active,
                     subject: storm.subject.clone(),
-                })
-            })
-            .collect();
-        self.storms = HashMap::new();
-        open
+                });
+            }
+            rebuilt.ended.extend(
+                storms
+                    .iter()
+                    .filter(|storm| storm.ended_at.is_some())
+                    .map(|storm| (key.clone(), storm.started_at)),
+            );
+        }
+        rebuilt
     }
 
     /// Reads the alerts topic (its newest records) within `timeout`.
@@ -500,7 +500,7 @@ mod tests {
     #[test]
     fn after_the_rebuild_every_alert_is_new() {
         let mut announced = from_topic(&[alert(AlertKind::StormStarted, "t", 1000, 1000)]);
-        let open = announced.finish_rebuild();
+        let open = announced.finish_rebuild().open;
         assert_eq!(open.len(), 1);
         assert_eq!(&*open[0].thread_key, "t");
         assert!(!announced.is_rebuilding());
@@ -531,9 +531,10 @@ mod tests {
             alert(AlertKind::StormStarted, "done", 1000, 1000),
             alert(AlertKind::StormEnded, "done", 1000, 9000),
         ]);
-        let open = announced.finish_rebuild();
+        let rebuilt = announced.finish_rebuild();
+        assert_eq!(rebuilt.ended, vec![(Arc::from("done"), 1000)]);
         assert_eq!(
-            open,
+            rebuilt.open,
             vec![ResumedStorm {
                 thread_key: Arc::from("t"),
                 severity: Severity::Critical,

@@ -277,15 +277,16 @@ impl Detector {
     /// stream time is already past their quiet period.
     fn finish_rebuild(&mut self) {
         let seq = self.offsets.current_seq();
+        let rebuilt = self.announced.finish_rebuild();
         let mut settled = 0;
-        for (thread_key, started_at) in self.announced.ended_storms() {
+        for (thread_key, started_at) in rebuilt.ended {
             if self.engine.settle_ended_storm(&thread_key, started_at) {
                 settled += 1;
                 tracing::info!(%thread_key, "a storm the alerts topic shows ended was re-derived without its end; ended here too, without a second alert");
             }
         }
         let mut resumed = 0;
-        for storm in self.announced.finish_rebuild() {
+        for storm in rebuilt.open {
             let thread_key = storm.thread_key.clone();
             if self.engine.resume_storm(storm, &mut self.alerts) {
                 resumed += 1;
