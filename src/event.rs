@@ -3,8 +3,17 @@
 //! reduced to its root. Strings borrow from the input line where they can, so decoding a line
 //! allocates only for escaped strings and encoded subjects.
 
+use crate::decode::Field;
 use crate::timefmt::Millis;
 use std::borrow::Cow;
+
+/// The longest id (message id, thread id, In-Reply-To, References root) or sender address an
+/// event may carry, in bytes after normalization: RFC 5322's limit on a header line, which no
+/// real Message-ID or address reaches (an address is at most 320 bytes by RFC 5321). The engine
+/// keeps these texts in maps of millions of entries and names them in alerts, so without a
+/// bound a stream of megabyte-long ids would hold memory by the gigabyte under the entry caps,
+/// and an alert could outgrow what the alerts topic takes.
+pub const MAX_ID_BYTES: usize = 998;
 
 /// One decoded mail-log event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +38,22 @@ pub struct Event<'a> {
 }
 
 impl Event<'_> {
+    /// The first field (in schema order) longer than [`MAX_ID_BYTES`], if any: such an event is
+    /// malformed ([`crate::decode::Malformed::TooLong`]).
+    pub fn overlong_field(&self) -> Option<Field> {
+        let optional = |value: &Option<Cow<'_, str>>| value.as_deref().map_or(0, str::len);
+        [
+            (Field::MessageId, self.message_id.len()),
+            (Field::Sender, self.sender.len()),
+            (Field::ThreadId, optional(&self.thread_id)),
+            (Field::InReplyTo, optional(&self.in_reply_to)),
+            (Field::References, optional(&self.references_root)),
+        ]
+        .into_iter()
+        .find(|&(_, len)| len > MAX_ID_BYTES)
+        .map(|(field, _)| field)
+    }
+
     /// A copy that owns its strings, for holding an event beyond the input buffer's life.
     pub fn into_owned(self) -> Event<'static> {
         Event {

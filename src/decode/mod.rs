@@ -202,7 +202,7 @@ impl<'de> RawEvent<'de> {
         let subject = optional(self.subject, Field::Subject, |s| s)?
             .map(decode_subject)
             .filter(|s| !s.trim().is_empty());
-        Ok(Event {
+        let event = Event {
             timestamp,
             message_id,
             sender,
@@ -211,7 +211,11 @@ impl<'de> RawEvent<'de> {
             in_reply_to,
             references_root,
             subject,
-        })
+        };
+        match event.overlong_field() {
+            Some(field) => Err(Malformed::TooLong(field)),
+            None => Ok(event),
+        }
     }
 }
 

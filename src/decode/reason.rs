@@ -74,6 +74,9 @@ pub enum Malformed {
     MissingField(Field),
     /// A field has the wrong JSON type.
     WrongType(Field),
+    /// An id or address longer than [`crate::event::MAX_ID_BYTES`]: no RFC 5322 header line
+    /// can carry one, and the engine keeps these texts in maps of millions of entries.
+    TooLong(Field),
     /// `recipient_count` is negative.
     NegativeCount,
     /// The timestamp cannot be parsed, has no offset, or is a negative epoch.
@@ -128,6 +131,17 @@ impl Malformed {
                 Field::References => "wrong_type_references",
                 Field::Subject => "wrong_type_subject",
             },
+            Malformed::TooLong(f) => match f {
+                Field::MessageId => "too_long_message_id",
+                Field::Sender => "too_long_sender",
+                Field::ThreadId => "too_long_thread_id",
+                Field::InReplyTo => "too_long_in_reply_to",
+                Field::References => "too_long_references",
+                // Only the fields above are length-checked; one label covers any other.
+                Field::Timestamp | Field::RecipientCount | Field::Recipients | Field::Subject => {
+                    "too_long_field"
+                }
+            },
             Malformed::NegativeCount => "negative_count",
             Malformed::BadTimestamp => "bad_timestamp",
             Malformed::FutureTimestamp => "future_timestamp",
@@ -154,6 +168,12 @@ impl fmt::Display for Malformed {
             }
             Malformed::MissingField(field) => write!(f, "missing field `{}`", field.name()),
             Malformed::WrongType(field) => write!(f, "wrong type of field `{}`", field.name()),
+            Malformed::TooLong(field) => write!(
+                f,
+                "field `{}` longer than {} bytes",
+                field.name(),
+                crate::event::MAX_ID_BYTES
+            ),
             Malformed::NegativeCount => f.write_str("negative `recipient_count`"),
             Malformed::BadTimestamp => f.write_str("unparseable `timestamp`"),
             Malformed::FutureTimestamp => f.write_str("`timestamp` too far in the future"),

@@ -268,3 +268,37 @@ fn every_field_name_is_a_recognised_key() {
         assert_eq!(key.map(|k| k.0), Ok(Some(field)));
     }
 }
+
+#[test]
+fn ids_and_senders_longer_than_a_header_line_are_malformed() {
+    use crate::event::MAX_ID_BYTES;
+    let at_limit = "i".repeat(MAX_ID_BYTES);
+    let over = "i".repeat(MAX_ID_BYTES + 1);
+    let event = |field: &str, value: &str| {
+        let line = format!(
+            r#"{{"timestamp": 1709542800000, "message_id": "m", "sender": "s", "recipient_count": 1, "{field}": "{value}"}}"#
+        );
+        decode(&line)
+    };
+    for (name, field) in [
+        ("message_id", Field::MessageId),
+        ("sender", Field::Sender),
+        ("thread_id", Field::ThreadId),
+        ("in_reply_to", Field::InReplyTo),
+        ("references", Field::References),
+    ] {
+        assert!(event(name, &at_limit).is_ok(), "{name} at the limit");
+        assert_eq!(event(name, &over), Err(Malformed::TooLong(field)), "{name}");
+        // The limit applies after normalization: surrounding spaces do not count.
+        assert!(event(name, &format!("  {at_limit}  ")).is_ok(), "{name}");
+    }
+    // Only the root of References is kept, so only the root is measured.
+    let long_tail = format!(r#""references": ["<r@x>", "<{over}>"]"#);
+    assert!(decode(&with(&format!(r#""recipient_count": 1, {long_tail}"#))).is_ok());
+    let reason = Malformed::TooLong(Field::InReplyTo);
+    assert_eq!(reason.label(), "too_long_in_reply_to");
+    assert_eq!(
+        reason.to_string(),
+        "field `in_reply_to` longer than 998 bytes"
+    );
+}
