@@ -66,15 +66,19 @@ pub enum Dropped {
     Superseded,
     /// cleanup rejected or discarded it (header_checks, a milter).
     Rejected,
+    /// An id, address or host name in it is longer than [`crate::event::MAX_ID_BYTES`] (as
+    /// JSON events with one are malformed), so it was not kept while it waited.
+    TooLong,
 }
 
 impl Dropped {
     /// Every reason, in label order.
-    pub const ALL: [Dropped; 4] = [
+    pub const ALL: [Dropped; 5] = [
         Dropped::Expired,
         Dropped::Evicted,
         Dropped::Superseded,
         Dropped::Rejected,
+        Dropped::TooLong,
     ];
 
     /// A stable snake_case label.
@@ -84,6 +88,7 @@ impl Dropped {
             Dropped::Evicted => "evicted",
             Dropped::Superseded => "superseded",
             Dropped::Rejected => "rejected",
+            Dropped::TooLong => "too_long",
         }
     }
 
@@ -93,6 +98,7 @@ impl Dropped {
             Dropped::Evicted => 1,
             Dropped::Superseded => 2,
             Dropped::Rejected => 3,
+            Dropped::TooLong => 4,
         }
     }
 }
@@ -105,7 +111,7 @@ pub struct CorrelationStats {
     /// Entries evicted at the cap that were complete enough to be emitted anyway (also in
     /// `emitted`, and counted under [`Dropped::Evicted`] only when not emitted).
     pub evicted_emitted: u64,
-    dropped: [u64; 4],
+    dropped: [u64; Dropped::ALL.len()],
 }
 
 impl CorrelationStats {
@@ -141,6 +147,9 @@ mod tests {
         assert_eq!(stats.dropped(Dropped::Evicted), 0);
         assert_eq!(stats.dropped_total(), 3);
         let labels: Vec<_> = Dropped::ALL.iter().map(|d| d.label()).collect();
-        assert_eq!(labels, ["expired", "evicted", "superseded", "rejected"]);
+        assert_eq!(
+            labels,
+            ["expired", "evicted", "superseded", "rejected", "too_long"]
+        );
     }
 }

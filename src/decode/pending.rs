@@ -5,11 +5,48 @@
 //! smallest caller token among the records it absorbed, so the caller can hold its offset
 //! commits back to the oldest record still waiting here: a crash then re-reads every line of
 //! an unfinished message. The map is capped; at the cap the entry created first is evicted.
+//!
+//! The entry count bounds memory only if each entry is bounded too: its texts come from log
+//! lines of up to the record size (1 MiB). So a waiting message keeps its ids, sender and group
+//! names only up to [`MAX_ID_BYTES`] (a message with a longer one is dropped as `too_long`, as a
+//! JSON event with one is malformed) and its decoded subject only up to
+//! [`MAX_PENDING_SUBJECT_BYTES`]: a few KiB an entry at most, whatever the input.
 
+use crate::event::MAX_ID_BYTES;
 use crate::timefmt::Millis;
 use ahash::AHashMap;
 use std::collections::BTreeMap;
 use std::hash::Hash;
+
+/// The most bytes of a decoded subject a waiting message keeps. Alerts show at most 256 code
+/// points (1 KiB) of it; the rest matters only for matching replies by subject (contract
+/// section 2, rule 4), and no real subject is this long.
+pub(crate) const MAX_PENDING_SUBJECT_BYTES: usize = 4096;
+
+/// An id, address or host name over [`MAX_ID_BYTES`]: its message is not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLong;
+
+/// `text` as an owned string to keep while its message waits, if it is at most
+/// [`MAX_ID_BYTES`] long.
+pub(crate) fn kept_id(text: &str) -> Result<String, TooLong> {
+    if text.len() > MAX_ID_BYTES {
+        return Err(TooLong);
+    }
+    Ok(text.to_string())
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub(crate) fn cut_to_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    text.get(..end).unwrap_or("")
+}
 
 struct Slot<V, T> {
     /// Creation order, for evicting the oldest.
@@ -142,6 +179,20 @@ fn release<T: Ord>(tokens: &mut BTreeMap<T, usize>, token: T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_texts_are_bounded() {
+        assert_eq!(
+            kept_id(&"a".repeat(MAX_ID_BYTES)).map(|s| s.len()),
+            Ok(MAX_ID_BYTES)
+        );
+        assert_eq!(kept_id(&"a".repeat(MAX_ID_BYTES + 1)), Err(TooLong));
+        assert_eq!(cut_to_bytes("abc", 5), "abc");
+        assert_eq!(cut_to_bytes("abc", 2), "ab");
+        // `é` is two bytes: a cut inside it goes back to the character's start.
+        assert_eq!(cut_to_bytes("aé", 2), "a");
+        assert_eq!(cut_to_bytes("é", 1), "");
+    }
 
     #[test]
     fn deadlines_tokens_and_eviction() {

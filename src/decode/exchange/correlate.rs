@@ -9,12 +9,14 @@
 //! a storm of one-recipient messages and never seen. The event is emitted `expand_wait` of
 //! event time after the RECEIVE row, with that row's time as its timestamp.
 
-use super::super::outcome::{CorrelationStats, Ignored, LineOutcome};
-use super::super::pending::PendingMap;
+use super::super::outcome::{CorrelationStats, Dropped, Ignored, LineOutcome};
+use super::super::pending::{
+    cut_to_bytes, kept_id, PendingMap, TooLong, MAX_PENDING_SUBJECT_BYTES,
+};
 use super::{ExchangeRow, RowKind};
 use crate::config::ExchangeInputConfig;
 use crate::engine::millis;
-use crate::event::{normalize_message_id, normalize_sender, Event};
+use crate::event::{normalize_message_id, normalize_sender, Event, MAX_ID_BYTES};
 use crate::subject::decode_rfc2047;
 use crate::timefmt::Millis;
 use std::borrow::Cow;
@@ -51,16 +53,54 @@ impl Default for ExchangeSettings {
 /// `(internal-message-id, message-id)`.
 type Key = (Box<str>, Box<str>);
 
+/// What is kept of a message while its EXPAND rows are awaited: its texts as the event will
+/// carry them (normalized, decoded) and bounded (`pending.rs`).
 #[derive(Debug)]
 struct Entry {
     timestamp: Millis,
     message_id: String,
     sender: String,
+    /// Decoded, cut to [`MAX_PENDING_SUBJECT_BYTES`].
     subject: String,
-    reference: String,
+    /// The first and the last message id of the `reference` field.
+    references_root: Option<String>,
+    in_reply_to: Option<String>,
     received_count: u64,
     members: u64,
-    groups: Vec<String>,
+    /// The groups expanded, by a hash of their lowercased name: a group name can be as long as
+    /// a row, and a message may name [`MAX_GROUPS`] of them.
+    groups: Vec<u64>,
+}
+
+impl Entry {
+    /// The entry of a RECEIVE row; `TooLong` when an id or the sender is too long to keep.
+    fn of_receive(row: &ExchangeRow<'_>) -> Result<Self, TooLong> {
+        let mut ids = reference_ids(&row.reference);
+        let references_root = ids.next().map(kept_id).transpose()?;
+        let in_reply_to = match ids.last() {
+            Some(last) => Some(kept_id(last)?),
+            None => references_root.clone(),
+        };
+        let subject = decode_rfc2047(&row.subject);
+        Ok(Entry {
+            timestamp: row.timestamp,
+            message_id: kept_id(normalize_message_id(&row.message_id))?,
+            sender: kept_id(normalize_sender(&row.sender))?,
+            subject: cut_to_bytes(&subject, MAX_PENDING_SUBJECT_BYTES).to_string(),
+            references_root,
+            in_reply_to,
+            received_count: row.recipient_count,
+            members: 0,
+            groups: Vec::new(),
+        })
+    }
+}
+
+/// The hash an entry remembers an expanded group by (see [`Entry::groups`]).
+fn group_hash(name: &str) -> u64 {
+    let mut lowercase = name.as_bytes().to_vec();
+    lowercase.make_ascii_lowercase();
+    xxhash_rust::xxh3::xxh3_64(&lowercase)
 }
 
 /// Assembles events from RECEIVE and EXPAND rows. `T` is the caller's record token.
@@ -89,25 +129,22 @@ impl<T: Copy + Ord> ExchangeCorrelator<T> {
         token: T,
         out: &mut Vec<Event<'static>>,
     ) -> LineOutcome {
-        let key: Key = (
-            row.internal_message_id.trim().into(),
-            row.message_id.trim().into(),
-        );
+        let (internal_id, message_id) = (row.internal_message_id.trim(), row.message_id.trim());
+        if internal_id.len() > MAX_ID_BYTES || message_id.len() > MAX_ID_BYTES {
+            // Not kept as a key: its message cannot be assembled.
+            self.stats.note_dropped(Dropped::TooLong);
+            return LineOutcome::Absorbed;
+        }
+        let key: Key = (internal_id.into(), message_id.into());
         match row.kind {
             RowKind::Receive => {
                 if self.pending.get_mut(&key).is_some() {
                     // The same message received twice on one server: the first counts.
                     return LineOutcome::Ignored(Ignored::OtherLine);
                 }
-                let entry = Entry {
-                    timestamp: row.timestamp,
-                    message_id: row.message_id.to_string(),
-                    sender: row.sender.to_string(),
-                    subject: row.subject.to_string(),
-                    reference: row.reference.to_string(),
-                    received_count: row.recipient_count,
-                    members: 0,
-                    groups: Vec::new(),
+                let Ok(entry) = Entry::of_receive(row) else {
+                    self.stats.note_dropped(Dropped::TooLong);
+                    return LineOutcome::Absorbed;
                 };
                 let deadline = row.timestamp.saturating_add(self.settings.expand_wait);
                 if let Some((_, evicted)) = self.pending.insert(key, entry, deadline, token) {
@@ -121,12 +158,12 @@ impl<T: Copy + Ord> ExchangeCorrelator<T> {
                     return LineOutcome::Ignored(Ignored::Unmatched);
                 };
                 entry.members = entry.members.saturating_add(row.recipient_count);
-                let group = row.related_recipient.trim().to_ascii_lowercase();
-                if !group.is_empty()
-                    && entry.groups.len() < MAX_GROUPS
-                    && !entry.groups.contains(&group)
-                {
-                    entry.groups.push(group);
+                let group = row.related_recipient.trim();
+                if !group.is_empty() && entry.groups.len() < MAX_GROUPS {
+                    let group = group_hash(group);
+                    if !entry.groups.contains(&group) {
+                        entry.groups.push(group);
+                    }
                 }
                 self.pending.absorb(&key, token);
             }
@@ -185,16 +222,15 @@ fn to_event(entry: Entry) -> Event<'static> {
         .received_count
         .saturating_add(entry.members)
         .saturating_sub(expanded);
-    let owned = |s: &str| Cow::Owned(s.to_string());
-    let subject = decode_rfc2047(&entry.subject).into_owned();
+    let subject = entry.subject;
     Event {
         timestamp: entry.timestamp,
-        message_id: owned(normalize_message_id(&entry.message_id)),
-        sender: owned(normalize_sender(&entry.sender)),
+        message_id: Cow::Owned(entry.message_id),
+        sender: Cow::Owned(entry.sender),
         recipient_count,
         thread_id: None,
-        in_reply_to: reference_ids(&entry.reference).last().map(owned),
-        references_root: reference_ids(&entry.reference).next().map(owned),
+        in_reply_to: entry.in_reply_to.map(Cow::Owned),
+        references_root: entry.references_root.map(Cow::Owned),
         subject: (!subject.trim().is_empty()).then_some(Cow::Owned(subject)),
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::decode::outcome::LineOutcome;
+use crate::decode::outcome::{Dropped, LineOutcome};
 use crate::decode::DEFAULT_MAX_RECORD_BYTES;
 use crate::event::Event;
 
@@ -373,4 +373,68 @@ proptest::proptest! {
             c.flush(&mut out);
         }
     }
+}
+
+#[test]
+fn texts_too_long_to_keep_drop_the_message_and_long_texts_are_bounded() {
+    use crate::event::MAX_ID_BYTES;
+    let long = "i".repeat(MAX_ID_BYTES + 1);
+    let receive = |internal: &str, reference: &str, subject: &str| {
+        row(
+            "2026-11-25T10:00:00Z",
+            "RECEIVE",
+            internal,
+            "all@x.org",
+            "1",
+            "",
+            reference,
+            subject,
+        )
+    };
+    for lines in [
+        [
+            FIELDS.to_string(),
+            receive(&long, "<orig@x.org>", "RE: Lunch"),
+        ],
+        [
+            FIELDS.to_string(),
+            receive("42", &format!("<{long}>"), "RE: Lunch"),
+        ],
+        [
+            FIELDS.to_string(),
+            receive("42", &format!("<orig@x.org>;<{long}>"), "RE: Lunch"),
+        ],
+    ] {
+        let (events, c) = correlate(&lines);
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(c.stats().dropped(Dropped::TooLong), 1);
+        assert_eq!(c.pending(), 0);
+    }
+    // A group name as long as a row is remembered by its hash, once whatever its case; a
+    // subject is kept decoded and cut to 4 KiB.
+    let group = format!("{}@x.org", "G".repeat(5_000));
+    let expand = |related: &str| {
+        row(
+            "2026-11-25T10:00:01Z",
+            "EXPAND",
+            "42",
+            "a@x.org;b@x.org",
+            "2",
+            related,
+            "",
+            "",
+        )
+    };
+    let lines = [
+        FIELDS.to_string(),
+        receive("42", "<orig@x.org>", &format!("RE: {}", "s".repeat(10_000))),
+        expand(&group),
+        expand(&group.to_lowercase()),
+    ];
+    let (events, _) = correlate(&lines);
+    // 1 received (the group) - 1 group + 2 + 2 members.
+    assert_eq!(events[0].recipient_count, 4);
+    let subject = events[0].subject.as_deref().unwrap_or_default();
+    assert_eq!(subject.len(), 4096);
+    assert!(subject.starts_with("RE: sss"));
 }

@@ -11,12 +11,14 @@
 //! map holds at most `max_pending` entries: each drop is counted by reason.
 
 use super::super::outcome::{CorrelationStats, Dropped, Ignored, LineOutcome};
-use super::super::pending::PendingMap;
+use super::super::pending::{
+    cut_to_bytes, kept_id, PendingMap, TooLong, MAX_PENDING_SUBJECT_BYTES,
+};
 use super::line::{unfold_encoded_words, unfold_logged_folds};
 use super::{HeaderName, PostfixKind, PostfixLine};
 use crate::config::PostfixInputConfig;
 use crate::engine::millis;
-use crate::event::{normalize_message_id, normalize_sender, Event};
+use crate::event::{normalize_message_id, normalize_sender, Event, MAX_ID_BYTES};
 use crate::subject::decode_rfc2047;
 use crate::timefmt::Millis;
 use std::borrow::Cow;
@@ -52,7 +54,8 @@ impl Default for PostfixSettings {
 /// `(host, queue id)`.
 type Key = (Box<str>, Box<str>);
 
-/// What is known of one message so far.
+/// What is known of one message so far, each text already as the event will carry it
+/// (normalized, decoded) and bounded (`pending.rs`).
 #[derive(Debug, Default)]
 struct Entry {
     message_id: Option<String>,
@@ -60,11 +63,47 @@ struct Entry {
     /// (A `header_checks` INFO rule on Message-ID logs the header before that line, so a
     /// message id from a header line says nothing about reuse.)
     id_logged: bool,
+    /// Decoded, cut to [`MAX_PENDING_SUBJECT_BYTES`].
     subject: Option<String>,
     in_reply_to: Option<String>,
-    references: Option<String>,
+    /// The References header's root (empty when it names none).
+    references_root: Option<String>,
     /// Sender, recipient count and time of the qmgr line.
     queued: Option<(String, u64, Millis)>,
+    /// One of its ids or its sender was too long to keep: it is dropped as `too_long`.
+    too_long: bool,
+}
+
+impl Entry {
+    /// Keeps `kept` in `slot`, or notes that the text was too long to.
+    fn keep(&mut self, kept: Result<String, TooLong>, slot: fn(&mut Self) -> &mut Option<String>) {
+        match kept {
+            Ok(text) => *slot(self) = Some(text),
+            Err(TooLong) => self.too_long = true,
+        }
+    }
+}
+
+/// A header's value as the entry keeps it.
+fn header_value(name: HeaderName, value: &str) -> Result<String, TooLong> {
+    match name {
+        HeaderName::Subject => {
+            let unfolded = unfold_encoded_words(value);
+            let decoded = decode_rfc2047(&unfold_logged_folds(&unfolded)).into_owned();
+            Ok(cut_to_bytes(&decoded, MAX_PENDING_SUBJECT_BYTES).to_string())
+        }
+        HeaderName::InReplyTo | HeaderName::MessageId => kept_id(normalize_message_id(value)),
+        HeaderName::References => kept_id(references_root(value)),
+    }
+}
+
+/// The first id of a References header (empty when it names none).
+fn references_root(value: &str) -> &str {
+    value
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .map(normalize_message_id)
+        .find(|id| !id.is_empty())
+        .unwrap_or("")
 }
 
 /// Assembles events from Postfix lines. `T` is the caller's token for a record (the service's
@@ -94,6 +133,11 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
         token: T,
         out: &mut Vec<Event<'static>>,
     ) -> LineOutcome {
+        if line.host.len() > MAX_ID_BYTES {
+            // Not kept as a key: the line's message cannot be assembled.
+            self.stats.note_dropped(Dropped::TooLong);
+            return LineOutcome::Absorbed;
+        }
         let key: Key = (line.host.as_ref().into(), line.queue_id.as_ref().into());
         let at = line.timestamp;
         match &line.kind {
@@ -105,7 +149,7 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
                 }
                 self.ensure(&key, at, token, out);
                 if let Some(entry) = self.pending.get_mut(&key) {
-                    entry.message_id = Some(id.to_string());
+                    entry.keep(kept_id(normalize_message_id(id)), |e| &mut e.message_id);
                     entry.id_logged = true;
                 }
                 self.pending.absorb(&key, token);
@@ -113,15 +157,15 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
             PostfixKind::Header(name, value) => {
                 self.ensure(&key, at, token, out);
                 if let Some(entry) = self.pending.get_mut(&key) {
-                    let slot = match name {
-                        HeaderName::Subject => &mut entry.subject,
-                        HeaderName::InReplyTo => &mut entry.in_reply_to,
-                        HeaderName::References => &mut entry.references,
-                        HeaderName::MessageId => &mut entry.message_id,
+                    let slot: fn(&mut Entry) -> &mut Option<String> = match name {
+                        HeaderName::Subject => |e| &mut e.subject,
+                        HeaderName::InReplyTo => |e| &mut e.in_reply_to,
+                        HeaderName::References => |e| &mut e.references_root,
+                        HeaderName::MessageId => |e| &mut e.message_id,
                     };
                     // A repeated header (two Subject lines) keeps the first, as clients do.
-                    if slot.is_none() {
-                        *slot = Some(value.to_string());
+                    if slot(entry).is_none() {
+                        entry.keep(header_value(*name, value), slot);
                     }
                 }
                 self.pending.absorb(&key, token);
@@ -134,7 +178,10 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
                     // qmgr logs `from=` again when a deferred message is retried.
                     return LineOutcome::Ignored(Ignored::OtherLine);
                 }
-                entry.queued = Some((sender.to_string(), *nrcpt, at));
+                match kept_id(normalize_sender(sender)) {
+                    Ok(sender) => entry.queued = Some((sender, *nrcpt, at)),
+                    Err(TooLong) => entry.too_long = true,
+                }
                 self.pending.absorb(&key, token);
                 self.pending
                     .set_deadline(&key, at.saturating_add(self.settings.header_wait));
@@ -212,6 +259,10 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
     }
 
     fn complete(&mut self, entry: Entry, reason: Dropped, out: &mut Vec<Event<'static>>) {
+        if entry.too_long {
+            self.stats.note_dropped(Dropped::TooLong);
+            return;
+        }
         match to_event(entry) {
             Some(event) => {
                 self.stats.emitted += 1;
@@ -225,31 +276,18 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
 /// The contract event of a complete entry; `None` without its qmgr line.
 fn to_event(entry: Entry) -> Option<Event<'static>> {
     let (sender, nrcpt, at) = entry.queued?;
-    let owned = |s: &str| Cow::Owned(s.to_string());
-    let subject = entry.subject.and_then(|raw| {
-        let unfolded = unfold_encoded_words(&raw);
-        let decoded = decode_rfc2047(&unfold_logged_folds(&unfolded)).into_owned();
-        (!decoded.trim().is_empty()).then_some(Cow::Owned(decoded))
-    });
-    let nonempty = |s: &str| (!s.is_empty()).then(|| owned(s));
+    let nonempty = |text: Option<String>| text.filter(|t| !t.is_empty()).map(Cow::Owned);
     Some(Event {
         timestamp: at,
-        message_id: owned(normalize_message_id(
-            entry.message_id.as_deref().unwrap_or(""),
-        )),
-        sender: owned(normalize_sender(&sender)),
+        message_id: Cow::Owned(entry.message_id.unwrap_or_default()),
+        sender: Cow::Owned(sender),
         recipient_count: nrcpt,
         thread_id: None,
-        in_reply_to: entry
-            .in_reply_to
-            .as_deref()
-            .and_then(|v| nonempty(normalize_message_id(v))),
-        references_root: entry.references.as_deref().and_then(|v| {
-            v.split(|c: char| c.is_whitespace() || c == ',')
-                .map(normalize_message_id)
-                .find(|id| !id.is_empty())
-                .map(owned)
-        }),
-        subject,
+        in_reply_to: nonempty(entry.in_reply_to),
+        references_root: nonempty(entry.references_root),
+        subject: entry
+            .subject
+            .filter(|s| !s.trim().is_empty())
+            .map(Cow::Owned),
     })
 }

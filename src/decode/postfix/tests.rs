@@ -375,6 +375,47 @@ fn folded_encoded_subjects_are_decoded() {
     );
 }
 
+#[test]
+fn texts_too_long_to_keep_drop_the_message_and_long_subjects_are_cut() {
+    use crate::event::MAX_ID_BYTES;
+    let long_id = "i".repeat(MAX_ID_BYTES + 1);
+    let with_line = |index: usize, replaced: &str| {
+        let mut lines: Vec<String> = MESSAGE.iter().map(|l| l.to_string()).collect();
+        lines[index] = replaced.to_string();
+        lines
+    };
+    let run = |lines: &[String]| {
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        correlate(&lines, settings())
+    };
+    for lines in [
+        with_line(3, &format!("Nov 25 10:00:00 mx1 postfix/cleanup[1]: 4F1A22C0E1: message-id=<{long_id}>")),
+        with_line(1, &format!("Nov 25 10:00:00 mx1 postfix/cleanup[1]: 4F1A22C0E1: info: header In-Reply-To: <{long_id}> from pc[10.0.0.9];")),
+        with_line(2, &format!("Nov 25 10:00:00 mx1 postfix/cleanup[1]: 4F1A22C0E1: info: header References: <{long_id}> <b@x> from pc[10.0.0.9];")),
+        with_line(4, &format!("Nov 25 10:00:01 mx1 postfix/qmgr[2]: 4F1A22C0E1: from=<{long_id}>, size=900, nrcpt=3000 (queue active)")),
+    ] {
+        let (events, c) = run(&lines);
+        assert!(events.is_empty(), "{:?}", events);
+        assert_eq!(c.stats().dropped(Dropped::TooLong), 1);
+        assert_eq!(c.pending(), 0);
+    }
+    // Only the References root is kept: a long later entry is no reason to drop.
+    let (events, _) = run(&with_line(2, &format!("Nov 25 10:00:00 mx1 postfix/cleanup[1]: 4F1A22C0E1: info: header References: <orig@x.org> <{long_id}> from pc[10.0.0.9];")));
+    assert_eq!(events[0].references_root.as_deref(), Some("orig@x.org"));
+    // A host name too long to be a key: its line is dropped, counted.
+    let (events, c) = run(&[format!(
+        "Nov 25 10:00:00 {} postfix/cleanup[1]: 4F1A22C0E1: message-id=<a@x>",
+        "h".repeat(MAX_ID_BYTES + 1)
+    )]);
+    assert!(events.is_empty());
+    assert_eq!((c.stats().dropped(Dropped::TooLong), c.pending()), (1, 0));
+    // A subject is kept decoded and cut to 4 KiB.
+    let (events, _) = run(&with_line(0, &format!("Nov 25 10:00:00 mx1 postfix/cleanup[1]: 4F1A22C0E1: info: header Subject: Re: {} from pc[10.0.0.9];", "s".repeat(10_000))));
+    let subject = events[0].subject.as_deref().unwrap_or_default();
+    assert_eq!(subject.len(), 4096);
+    assert!(subject.starts_with("Re: sss"));
+}
+
 proptest::proptest! {
     #[test]
     fn never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
