@@ -135,7 +135,8 @@ pub struct Alert {
     pub subject: Option<Arc<str>>,
     /// Storm start plus `block_duration`.
     pub block_until: Millis,
-    /// The distinct senders, only when `alerts.include_senders` is on.
+    /// The distinct senders, only when `alerts.include_senders` is on: as many as fit in
+    /// 64 KiB, the count of the others in `senders_omitted` on the wire.
     pub senders: Option<Vec<Arc<str>>>,
 }
 
@@ -180,8 +181,12 @@ impl Serialize for Alert {
         map.serialize_entry("block_until", &format_millis(self.block_until))?;
         map.serialize_entry("storm_id", &self.storm_id())?;
         if let Some(senders) = &self.senders {
-            let senders: Vec<&str> = senders.iter().map(|s| &**s).collect();
-            map.serialize_entry("senders", &senders)?;
+            let listed: Vec<&str> = senders.iter().map(|s| &**s).collect();
+            map.serialize_entry("senders", &listed)?;
+            let omitted = self.distinct_senders.saturating_sub(listed.len() as u64);
+            if omitted > 0 {
+                map.serialize_entry("senders_omitted", &omitted)?;
+            }
         }
         map.end()
     }

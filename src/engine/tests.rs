@@ -699,6 +699,32 @@ fn senders_listed_only_when_enabled() {
     assert_eq!(listed, vec!["s0@x", "s1@x", "s2@x"]);
 }
 
+#[test]
+fn an_alert_lists_senders_up_to_64_kib_and_counts_the_rest() {
+    let mut config = Config::default();
+    config.alerts.include_senders = true;
+    let mut run = Run::with(config);
+    // 300 senders of 900 bytes each, then quiet until the storm ends.
+    let sender = |i: usize| format!("{i:03}{}@x", "s".repeat(895));
+    run.feed(
+        (0..300).map(|i| reply_all(i as f64 / 100.0, &format!("m{i}"), &sender(i), 3000, "t")),
+    );
+    run.feed([tick(40.0, "clock")]);
+    let ended = run.alerts.last().expect("the storm ended");
+    assert_eq!(ended.kind, AlertKind::StormEnded);
+    assert_eq!(ended.distinct_senders, 300);
+    let listed = ended.senders.as_ref().map_or(0, Vec::len);
+    // 903 bytes each (quotes and comma): 72 fit in 65,536.
+    assert_eq!(listed, 72);
+    let json: serde_json::Value = serde_json::from_str(&ended.to_json()).expect("alert JSON");
+    assert_eq!(json["senders_omitted"], 228);
+    assert!(ended.to_json().len() < 70_000);
+    // An alert that lists everyone says nothing of omissions.
+    let started = &run.alerts[0];
+    assert_eq!(started.senders.as_ref().map(Vec::len), Some(3));
+    assert!(!started.to_json().contains("senders_omitted"));
+}
+
 // ---- bounded memory ------------------------------------------------------------------------
 
 fn capped(threads: usize, ids: usize, subjects: usize, per_thread: usize) -> Config {

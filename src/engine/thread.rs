@@ -14,6 +14,13 @@ use std::sync::{Arc, LazyLock};
 /// key is empty, so the empty string can mark one. One allocation for the process.
 static UNSHARED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
 
+/// The most bytes of sender addresses one alert lists (`alerts.include_senders`), about 2,500
+/// typical addresses. A storm may have tens of thousands of senders in an hour, and an alert
+/// must stay well under what the alerts topic takes (`message.max.bytes`, 1 MB by default):
+/// one it refused would hold the input's offsets for good. Even escaped to six bytes a byte,
+/// the list stays under 400 KB; the alert says how many senders it leaves out.
+const MAX_LISTED_SENDER_BYTES: usize = 64 * 1024;
+
 /// An active storm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Storm {
@@ -183,11 +190,20 @@ impl Thread {
                 .activity
                 .as_deref()
                 .and_then(|a| a.sender_names.as_deref());
+            let mut room = MAX_LISTED_SENDER_BYTES;
             self.windows()
                 .map(|w| w.senders(0))
                 .unwrap_or_default()
                 .into_iter()
                 .filter_map(|hash| names.and_then(|n| n.get(&hash)).cloned())
+                // Each costs its bytes, two quotes and a comma.
+                .take_while(|name| match room.checked_sub(name.len() + 3) {
+                    Some(left) => {
+                        room = left;
+                        true
+                    }
+                    None => false,
+                })
                 .collect()
         });
         debug_assert!(!self.key.is_empty(), "a thread with a storm shares its key");
