@@ -33,6 +33,10 @@ use std::time::{Duration, Instant};
 /// enough that the detection thread gets work while the intake parses more. A batch goes as
 /// soon as the consumer has nothing more at hand, so at steady rates batches are small.
 pub(super) const BATCH: usize = 1_024;
+/// Most bytes of records (as read) in one batch: a batch also goes once it holds this much, so
+/// that the channel holds at most `BATCHES_IN_FLIGHT` times this, whatever the records' size
+/// (1,024 records of up to 1 MiB each would be a gigabyte).
+const BATCH_BYTES: usize = 4 << 20;
 /// Batches in flight between the threads (the bound on what the channel holds).
 pub(super) const BATCHES_IN_FLIGHT: usize = 8;
 /// How long a poll blocks when the consumer has nothing: also how often the shutdown flag is
@@ -82,7 +86,8 @@ impl Intake {
             let mut received = false;
             let mut arrived = Instant::now();
             let mut records: u32 = 0;
-            while batch.len() < BATCH {
+            let mut batch_bytes: usize = 0;
+            while batch.len() < BATCH && batch_bytes < BATCH_BYTES {
                 let polled = self.consumer.poll(timeout);
                 timeout = Duration::ZERO;
                 // A rebalance callback runs inside a poll (which then returns no record): its
@@ -110,6 +115,7 @@ impl Intake {
                         }
                         records += 1;
                         let pending = parse(parser, &message, &self.decode, arrived);
+                        batch_bytes = batch_bytes.saturating_add(pending.bytes);
                         batch.push(Polled::Record { partition, pending });
                     }
                     Err(KafkaError::PartitionEOF(partition)) => {
@@ -178,6 +184,7 @@ fn parse(
     Pending {
         order,
         offset: message.offset(),
+        bytes: payload.len() + message.key().map_or(0, <[u8]>::len),
         item,
     }
 }

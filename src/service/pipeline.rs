@@ -18,7 +18,7 @@ use crate::engine::{Engine, EngineStats, PrefetchedBatch};
 use crate::event::Event;
 use crate::latency::{LatencyError, LatencyRecorder};
 use crate::sink::Sinks;
-use crate::source::merge::{Merger, Pending};
+use crate::source::merge::{BufferBound, Merger, Pending};
 use crate::source::offsets::OffsetTracker;
 use crate::source::{AssignmentChange, SourceContext};
 use crate::timefmt::{now_millis, Millis};
@@ -36,8 +36,13 @@ const IDLE_WAIT: Duration = Duration::from_millis(50);
 /// buffered: the merge's own deadline (`kafka.merge_max_wait`) is checked that often.
 const HELD_WAIT: Duration = Duration::from_millis(1);
 
-/// Records buffered per partition before it is paused.
-const PAUSE_AT: usize = 20_000;
+/// Records, and bytes of records as read, buffered per partition before it is paused: 20,000
+/// records is about 5 MB of typical events; the byte bound stops a partition of large records
+/// (up to 1 MiB each) from holding gigabytes.
+const PAUSE_AT: BufferBound = BufferBound {
+    records: 20_000,
+    bytes: 16 << 20,
+};
 /// Records between two reads of the clock for the latency samples: a read costs about 35 ns, a
 /// few percent of a record's processing, and 64 records take well under a millisecond.
 const CLOCK_EVERY: u32 = 64;

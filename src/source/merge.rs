@@ -13,7 +13,9 @@
 //! (records or a fresh end-of-partition end the wait). Without that, after an outage longer than
 //! the allowed lateness, the partition fetched second would find all its records late. Partitions that run ahead
 //! fill their buffers and are paused (the caller pauses them on the consumer), so memory stays
-//! bounded by `partitions x pause_at` records.
+//! bounded by `partitions x pause_at` records, and by `partitions x pause_at_bytes` bytes of
+//! records as read: a record may be up to the 1 MiB record size, so a count alone would let a
+//! partition of large (often malformed, kept for the DLQ) records buffer gigabytes.
 //!
 //! Pure: the caller supplies the clock, and decides what to do with pause/resume advice.
 
@@ -28,6 +30,8 @@ pub struct Pending<T> {
     pub order: Millis,
     /// The partition offset.
     pub offset: i64,
+    /// The record's size as read, what it weighs in the buffer's byte bound.
+    pub bytes: usize,
     /// The payload (a decoded event or a malformed record).
     pub item: T,
 }
@@ -35,6 +39,8 @@ pub struct Pending<T> {
 #[derive(Debug)]
 struct PartitionBuffer<T> {
     queue: VecDeque<Pending<T>>,
+    /// The sum of the queued records' [`Pending::bytes`].
+    bytes: usize,
     /// The partition reported end-of-partition and nothing arrived since.
     at_end: bool,
     /// Since when (caller's clock) the buffer has been empty while not at the end.
@@ -50,6 +56,7 @@ impl<T> PartitionBuffer<T> {
     fn new(now: Millis) -> Self {
         Self {
             queue: VecDeque::new(),
+            bytes: 0,
             at_end: false,
             empty_since: Some(now),
             end_at: now,
@@ -73,19 +80,35 @@ pub struct FlowControl {
 pub struct Merger<T> {
     partitions: BTreeMap<i32, PartitionBuffer<T>>,
     max_wait: Millis,
-    pause_at: usize,
-    resume_at: usize,
+    pause_at: BufferBound,
+    resume_at: BufferBound,
+}
+
+/// A partition buffer's size, in records and in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct BufferBound {
+    /// Records.
+    pub records: usize,
+    /// Bytes of records as read.
+    pub bytes: usize,
 }
 
 impl<T> Merger<T> {
-    /// A merge waiting at most `max_wait` for an empty partition, pausing partitions with
-    /// `pause_at` records buffered and resuming them at `pause_at / 4`.
-    pub fn new(max_wait: Millis, pause_at: usize) -> Self {
+    /// A merge waiting at most `max_wait` for an empty partition, pausing a partition when its
+    /// buffer reaches either bound of `pause_at` and resuming it once it is down to a quarter
+    /// of both.
+    pub fn new(max_wait: Millis, pause_at: BufferBound) -> Self {
         Self {
             partitions: BTreeMap::new(),
             max_wait,
-            pause_at: pause_at.max(1),
-            resume_at: (pause_at / 4).max(1),
+            pause_at: BufferBound {
+                records: pause_at.records.max(1),
+                bytes: pause_at.bytes.max(1),
+            },
+            resume_at: BufferBound {
+                records: (pause_at.records / 4).max(1),
+                bytes: (pause_at.bytes / 4).max(1),
+            },
         }
     }
 
@@ -120,6 +143,7 @@ impl<T> Merger<T> {
             .entry(partition)
             .or_insert_with(|| PartitionBuffer::new(now));
         let woke = buffer.at_end;
+        buffer.bytes = buffer.bytes.saturating_add(pending.bytes);
         buffer.queue.push_back(pending);
         buffer.at_end = false;
         buffer.empty_since = None;
@@ -189,6 +213,7 @@ impl<T> Merger<T> {
         let (_, partition) = earliest?;
         let buffer = self.partitions.get_mut(&partition)?;
         let pending = buffer.queue.pop_front()?;
+        buffer.bytes = buffer.bytes.saturating_sub(pending.bytes);
         if buffer.queue.is_empty() {
             buffer.empty_since = Some(now);
         }
@@ -199,10 +224,13 @@ impl<T> Merger<T> {
     pub fn flow_control(&mut self) -> FlowControl {
         let mut advice = FlowControl::default();
         for (&partition, buffer) in &mut self.partitions {
-            if !buffer.paused && buffer.queue.len() >= self.pause_at {
+            let (records, bytes) = (buffer.queue.len(), buffer.bytes);
+            let full = records >= self.pause_at.records || bytes >= self.pause_at.bytes;
+            let drained = records <= self.resume_at.records && bytes <= self.resume_at.bytes;
+            if !buffer.paused && full {
                 buffer.paused = true;
                 advice.pause.push(partition);
-            } else if buffer.paused && buffer.queue.len() <= self.resume_at {
+            } else if buffer.paused && drained {
                 buffer.paused = false;
                 advice.resume.push(partition);
             }
@@ -219,7 +247,16 @@ mod tests {
         Pending {
             order,
             offset,
+            bytes: 1,
             item: "x",
+        }
+    }
+
+    /// A bound of `records` records and no byte bound to speak of.
+    fn records(records: usize) -> BufferBound {
+        BufferBound {
+            records,
+            bytes: usize::MAX,
         }
     }
 
@@ -235,7 +272,7 @@ mod tests {
     fn releases_the_earliest_head_under_interleaved_pushes_and_pops() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
-        let mut merger: Merger<&'static str> = Merger::new(0, usize::MAX);
+        let mut merger: Merger<&'static str> = Merger::new(0, records(usize::MAX));
         let mut model: BTreeMap<i32, VecDeque<(Millis, i64)>> = BTreeMap::new();
         for step in 0..20_000i64 {
             if rng.gen_ratio(1, 3) {
@@ -261,7 +298,7 @@ mod tests {
 
     #[test]
     fn merges_heads_in_timestamp_order() {
-        let mut m = Merger::new(500, 100);
+        let mut m = Merger::new(500, records(100));
         m.assign([0, 1], 0);
         for (p, t) in [(0, 10), (0, 30), (1, 20), (1, 40)] {
             m.push(p, rec(t, t), 0);
@@ -274,7 +311,7 @@ mod tests {
 
     #[test]
     fn an_empty_partition_with_unread_records_holds_the_merge_for_max_wait() {
-        let mut m = Merger::new(500, 100);
+        let mut m = Merger::new(500, records(100));
         m.assign([0, 1], 0);
         m.push(0, rec(10, 0), 0);
         // Partition 1 is empty but not at its end: wait.
@@ -286,7 +323,7 @@ mod tests {
 
     #[test]
     fn an_empty_partition_at_its_end_does_not_hold_anything() {
-        let mut m = Merger::new(500, 100);
+        let mut m = Merger::new(500, records(100));
         m.assign([0, 1], 0);
         m.reached_end(1, 0);
         m.push(0, rec(10, 0), 0);
@@ -296,7 +333,7 @@ mod tests {
     #[test]
     fn a_lagging_partition_is_merged_not_made_late() {
         // Partition 1 is minutes behind partition 0 (the state after a restart).
-        let mut m = Merger::new(500, 1000);
+        let mut m = Merger::new(500, records(1000));
         m.assign([0, 1], 0);
         for i in 0..5 {
             m.push(0, rec(600_000 + i, i), 0);
@@ -312,7 +349,7 @@ mod tests {
 
     #[test]
     fn malformed_records_leave_at_once() {
-        let mut m = Merger::new(500, 100);
+        let mut m = Merger::new(500, records(100));
         m.assign([0, 1], 0);
         m.push(0, rec(50, 0), 0);
         m.push(1, rec(Millis::MIN, 0), 0);
@@ -324,7 +361,7 @@ mod tests {
 
     #[test]
     fn full_buffers_are_paused_and_resumed_when_drained() {
-        let mut m = Merger::new(500, 8);
+        let mut m = Merger::new(500, records(8));
         m.assign([0], 0);
         for i in 0..8 {
             m.push(0, rec(i, i), 0);
@@ -351,8 +388,37 @@ mod tests {
     }
 
     #[test]
+    fn a_few_large_records_pause_a_partition_by_bytes() {
+        let mut m = Merger::new(
+            500,
+            BufferBound {
+                records: 1_000,
+                bytes: 4 << 20,
+            },
+        );
+        m.assign([0], 0);
+        let large = |order: Millis| Pending {
+            bytes: 1 << 20,
+            ..rec(order, order)
+        };
+        for t in 0..3 {
+            m.push(0, large(t), 0);
+        }
+        assert_eq!(m.flow_control(), FlowControl::default(), "3 MiB of 4");
+        m.push(0, large(3), 0);
+        assert_eq!(m.flow_control().pause, vec![0], "4 records, 4 MiB");
+        // Resumed once down to a quarter of the bytes (1 MiB).
+        for _ in 0..2 {
+            assert!(m.next(0).is_some());
+        }
+        assert_eq!(m.flow_control(), FlowControl::default(), "2 MiB left");
+        assert!(m.next(0).is_some());
+        assert_eq!(m.flow_control().resume, vec![0]);
+    }
+
+    #[test]
     fn revoked_partitions_drop_their_buffers() {
-        let mut m = Merger::new(500, 100);
+        let mut m = Merger::new(500, records(100));
         m.assign([0, 1], 0);
         m.push(1, rec(1, 0), 0);
         assert_eq!(m.revoke([1]), 1);
@@ -361,7 +427,7 @@ mod tests {
 
     #[test]
     fn an_old_end_of_partition_is_doubted_when_another_partition_wakes_up() {
-        let mut m = Merger::new(500, 100);
+        let mut m = Merger::new(500, records(100));
         m.assign([0, 1], 0);
         m.reached_end(0, 0);
         m.reached_end(1, 0);
@@ -378,7 +444,7 @@ mod tests {
 
     #[test]
     fn the_doubt_ends_with_the_wait_or_a_fresh_end() {
-        let mut m = Merger::new(500, 100);
+        let mut m = Merger::new(500, records(100));
         m.assign([0, 1, 2], 0);
         for p in 0..3 {
             m.reached_end(p, 0);
@@ -393,7 +459,7 @@ mod tests {
 
     #[test]
     fn a_recent_end_of_partition_is_trusted() {
-        let mut m = Merger::new(500, 100);
+        let mut m = Merger::new(500, records(100));
         m.assign([0, 1], 0);
         m.reached_end(0, 9_800);
         m.reached_end(1, 9_000);
