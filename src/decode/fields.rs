@@ -160,7 +160,17 @@ impl<'de> Deserialize<'de> for CountField {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
                 Ok(u64::try_from(v).map_or(CountField::Negative, CountField::Count))
             }
-            refuse!(CountField::Wrong; bool, f64, str, seq, map);
+            /// A float is the wrong type (`3000.0`, `1e3`: a count is written whole), but for
+            /// negative zero: `-0` is an integer by JSON's grammar, which serde reads as -0.0
+            /// (and `-0.0`, which it cannot tell apart, goes with it).
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(if v == 0.0 && v.is_sign_negative() {
+                    CountField::Count(0)
+                } else {
+                    CountField::Wrong
+                })
+            }
+            refuse!(CountField::Wrong; bool, str, seq, map);
         }
         deserializer.deserialize_any(V)
     }

@@ -302,3 +302,16 @@ fn ids_and_senders_longer_than_a_header_line_are_malformed() {
         "field `in_reply_to` longer than 998 bytes"
     );
 }
+
+#[test]
+fn negative_zero_is_a_count_of_zero_and_other_floats_the_wrong_type() {
+    let count = |text: &str| decode(&with(&format!(r#""recipient_count": {text}"#)));
+    assert_eq!(count("-0").map(|e| e.recipient_count), Ok(0));
+    for text in ["3000.0", "1e3", "0.0", "9.5"] {
+        assert_eq!(
+            count(text),
+            Err(Malformed::WrongType(Field::RecipientCount)),
+            "{text}"
+        );
+    }
+}
