@@ -822,3 +822,44 @@ fn exchange_rows_read_again_after_a_rebalance_are_assembled_once() {
     assert_eq!(events(&metrics, "counted"), 3, "{metrics}");
     assert_eq!(c.alerts().len(), alerts.len(), "{:?}", kinds(&c.alerts()));
 }
+
+/// A stop waits for the sinks to deliver what they hold (up to 5 s): meanwhile `/readyz` must
+/// already say the instance is going, so a rollout or load balancer moves on at once.
+#[test]
+fn readyz_says_shutting_down_while_the_stop_drains() {
+    // A webhook receiver that takes connections and never answers: the alert stays pending.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let webhook = format!("http://{}", hanging.local_addr().expect("its address"));
+    std::thread::spawn(move || {
+        let held: Vec<_> = hanging.incoming().flatten().collect();
+        drop(held);
+    });
+    let c = cluster(2);
+    let mut config = c.quick_rejoin_config();
+    config.sinks.webhook.url = Some(webhook);
+    let service = c.start(&config);
+    wait_ready(&service, Duration::from_secs(30));
+    c.produce(&storm("drain", 0, 3, 0));
+    c.wait_for_alerts("storm_started", |a| count(a, "storm_started") == 1);
+    let readyz = format!("http://{}/readyz", service.http_address());
+    let stopping = std::thread::spawn(move || service.stop());
+    let mut answers = Vec::new();
+    while !stopping.is_finished() {
+        let answer = std::panic::catch_unwind(|| http_get(&readyz));
+        match answer {
+            Ok(text) if answers.last() != Some(&text) => answers.push(text),
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stopping
+        .join()
+        .expect("stop does not panic")
+        .expect("clean stop");
+    let not_ready: Vec<&String> = answers.iter().filter(|a| a.trim() != "ready").collect();
+    assert_eq!(
+        not_ready.first().map(|a| a.trim()),
+        Some("shutting down"),
+        "answers during the stop: {answers:?}"
+    );
+}

@@ -68,6 +68,7 @@ pub struct RunningService {
     http_address: SocketAddr,
     metrics: Arc<Metrics>,
     board: Arc<StormBoard>,
+    readiness: Arc<Readiness>,
 }
 
 /// How far back the committed offsets stay, so a restart rebuilds the engine's state: the
@@ -159,7 +160,7 @@ pub fn start(config: &Config, options: StartOptions) -> anyhow::Result<RunningSe
         metrics: Arc::clone(&metrics),
         sinks,
         board: Arc::clone(&board),
-        readiness,
+        readiness: Arc::clone(&readiness),
         shutdown: Arc::clone(&shutdown),
         alert_printer: options.alert_printer,
     };
@@ -214,6 +215,7 @@ pub fn start(config: &Config, options: StartOptions) -> anyhow::Result<RunningSe
         http_address,
         metrics,
         board,
+        readiness,
     })
 }
 
@@ -241,8 +243,11 @@ impl RunningService {
     }
 
     /// Stops cleanly: the detection thread drains, flushes, commits and leaves the group; the
-    /// sinks deliver what they hold (bounded); HTTP stops.
+    /// sinks deliver what they hold (bounded); HTTP stops. `/readyz` answers "shutting down"
+    /// from the start, so that a load balancer or rollout moves on during the drain (up to
+    /// the producer's flush and the sinks' delivery time) rather than after it.
     pub fn stop(mut self) -> anyhow::Result<()> {
+        self.readiness.set_shutting_down();
         self.shutdown.store(true, Ordering::Relaxed);
         let sinks = self
             .detection
