@@ -107,6 +107,18 @@ pub(crate) fn map_cow<'a>(value: Cow<'a, str>, f: impl Fn(&str) -> &str) -> Cow<
     }
 }
 
+/// `text` cut to at most `max` bytes, at a character boundary: for texts kept at a bound.
+pub fn cut_to_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    text.get(..end).unwrap_or("")
+}
+
 /// Writes `text` lowercased into `out` (cleared first): the case-insensitive form of a sender,
 /// built in a reused buffer.
 pub fn lowercase_into(text: &str, out: &mut String) {
@@ -132,6 +144,15 @@ mod tests {
         assert_eq!(normalize_message_id(""), "");
         assert_eq!(normalize_message_id("<>"), "");
         assert_eq!(normalize_message_id("<unclosed"), "<unclosed");
+    }
+
+    #[test]
+    fn texts_are_cut_at_character_boundaries() {
+        assert_eq!(cut_to_bytes("abc", 5), "abc");
+        assert_eq!(cut_to_bytes("abc", 2), "ab");
+        // `é` is two bytes: a cut inside it goes back to the character's start.
+        assert_eq!(cut_to_bytes("aé", 2), "a");
+        assert_eq!(cut_to_bytes("é", 1), "");
     }
 
     #[test]

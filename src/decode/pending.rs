@@ -36,18 +36,6 @@ pub(crate) fn kept_id(text: &str) -> Result<String, TooLong> {
     Ok(text.to_string())
 }
 
-/// `text` cut to at most `max` bytes, at a character boundary.
-pub(crate) fn cut_to_bytes(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let end = (0..=max)
-        .rev()
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(0);
-    text.get(..end).unwrap_or("")
-}
-
 struct Slot<V, T> {
     /// Creation order, for evicting the oldest.
     id: u64,
@@ -187,11 +175,6 @@ mod tests {
             Ok(MAX_ID_BYTES)
         );
         assert_eq!(kept_id(&"a".repeat(MAX_ID_BYTES + 1)), Err(TooLong));
-        assert_eq!(cut_to_bytes("abc", 5), "abc");
-        assert_eq!(cut_to_bytes("abc", 2), "ab");
-        // `é` is two bytes: a cut inside it goes back to the character's start.
-        assert_eq!(cut_to_bytes("aé", 2), "a");
-        assert_eq!(cut_to_bytes("é", 1), "");
     }
 
     #[test]

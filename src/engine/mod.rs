@@ -44,7 +44,7 @@ pub use window::{ReplyAll, ReplyWindows, WindowStats};
 
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::config::Config;
-use crate::event::{lowercase_into, Event};
+use crate::event::{cut_to_bytes, lowercase_into, Event};
 use crate::subject::{analyze_into, first_prefix, PrefixKind};
 use crate::timefmt::Millis;
 use keys::{KeyHash, KeyHasher};
@@ -167,6 +167,13 @@ const SUBJECT_KEY_PREFIX: &str = "subject:";
 
 /// The longest subject kept, in Unicode code points (contract section 4).
 pub const MAX_SUBJECT_CHARS: usize = 256;
+
+/// The most bytes of a normalized subject that count, for the subject map and for a
+/// `subject:` thread key: the key is then no longer than an id may be
+/// ([`crate::event::MAX_ID_BYTES`]), which keeps the thread key in maps of millions of entries
+/// and in alerts (twice on the alerts topic: as key and field) bounded, whatever the subject.
+/// Two subjects that differ only past this point are one subject here.
+const MAX_SUBJECT_KEY_BYTES: usize = crate::event::MAX_ID_BYTES - SUBJECT_KEY_PREFIX.len();
 
 /// How many active-storm threads eviction steps over before giving up on making room.
 const EVICTION_SCAN: usize = 64;
@@ -445,7 +452,12 @@ impl Engine {
     /// none) in `normalized_subject`.
     fn analyze_subject(&mut self, event: &Event<'_>) -> Option<PrefixKind> {
         match &event.subject {
-            Some(subject) => analyze_into(subject, &mut self.normalized_subject),
+            Some(subject) => {
+                let prefix = analyze_into(subject, &mut self.normalized_subject);
+                let kept = cut_to_bytes(&self.normalized_subject, MAX_SUBJECT_KEY_BYTES).len();
+                self.normalized_subject.truncate(kept);
+                prefix
+            }
             None => {
                 self.normalized_subject.clear();
                 None

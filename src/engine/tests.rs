@@ -673,6 +673,28 @@ fn subjects_are_cut_to_256_code_points() {
 }
 
 #[test]
+fn a_subject_key_is_no_longer_than_an_id_whatever_the_subject() {
+    // `İ` lowercases to two code points, three bytes: the normalized subject outgrows the raw.
+    let long = "İ".repeat(400_000);
+    let mut run = Run::new();
+    run.feed((0..3).map(|i| {
+        ev(serde_json::json!({
+            "timestamp": T0 + i * MIN, "message_id": format!("m{i}"), "sender": format!("s{i}@x"),
+            "recipient_count": 3000, "subject": format!("Re: {long}"),
+        }))
+    }));
+    let started = &run.alerts[0];
+    assert_eq!(started.kind, AlertKind::StormStarted);
+    assert!(started.thread_key.starts_with("subject:i"));
+    assert!(started.thread_key.len() <= crate::event::MAX_ID_BYTES);
+    assert!(
+        started.to_json().len() < 4_000,
+        "{} bytes",
+        started.to_json().len()
+    );
+}
+
+#[test]
 fn senders_listed_only_when_enabled() {
     let mut run = Run::new();
     run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("S{i}@X"), 3000, "t")));

@@ -10,13 +10,11 @@
 //! event time after the RECEIVE row, with that row's time as its timestamp.
 
 use super::super::outcome::{CorrelationStats, Dropped, Ignored, LineOutcome};
-use super::super::pending::{
-    cut_to_bytes, kept_id, PendingMap, TooLong, MAX_PENDING_SUBJECT_BYTES,
-};
+use super::super::pending::{kept_id, PendingMap, TooLong, MAX_PENDING_SUBJECT_BYTES};
 use super::{ExchangeRow, RowKind};
 use crate::config::ExchangeInputConfig;
 use crate::engine::millis;
-use crate::event::{normalize_message_id, normalize_sender, Event, MAX_ID_BYTES};
+use crate::event::{cut_to_bytes, normalize_message_id, normalize_sender, Event, MAX_ID_BYTES};
 use crate::subject::decode_rfc2047;
 use crate::timefmt::Millis;
 use std::borrow::Cow;

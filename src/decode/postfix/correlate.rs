@@ -11,14 +11,12 @@
 //! map holds at most `max_pending` entries: each drop is counted by reason.
 
 use super::super::outcome::{CorrelationStats, Dropped, Ignored, LineOutcome};
-use super::super::pending::{
-    cut_to_bytes, kept_id, PendingMap, TooLong, MAX_PENDING_SUBJECT_BYTES,
-};
+use super::super::pending::{kept_id, PendingMap, TooLong, MAX_PENDING_SUBJECT_BYTES};
 use super::line::{unfold_encoded_words, unfold_logged_folds};
 use super::{HeaderName, PostfixKind, PostfixLine};
 use crate::config::PostfixInputConfig;
 use crate::engine::millis;
-use crate::event::{normalize_message_id, normalize_sender, Event, MAX_ID_BYTES};
+use crate::event::{cut_to_bytes, normalize_message_id, normalize_sender, Event, MAX_ID_BYTES};
 use crate::subject::decode_rfc2047;
 use crate::timefmt::Millis;
 use std::borrow::Cow;
