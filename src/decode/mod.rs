@@ -25,7 +25,7 @@ pub mod syslog;
 
 pub use format::{InputFormat, UnknownFormat};
 pub use outcome::{CorrelationStats, Dropped, Ignored, LineOutcome};
-pub use reason::{Field, Malformed};
+pub use reason::{Field, Malformed, MAX_HOST_BYTES};
 pub use record::{Correlator, Parsed, RecordParser};
 pub use syslog::parse_utc_offset;
 

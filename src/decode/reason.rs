@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+/// The longest host name a mail-log line may carry: RFC 5424's HOSTNAME (255 characters).
+pub const MAX_HOST_BYTES: usize = 255;
+
 /// A field of the event schema, for naming the field a reason is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Field {
@@ -77,6 +80,9 @@ pub enum Malformed {
     /// An id or address longer than [`crate::event::MAX_ID_BYTES`]: no RFC 5322 header line
     /// can carry one, and the engine keeps these texts in maps of millions of entries.
     TooLong(Field),
+    /// A mail-log line whose host name is longer than [`MAX_HOST_BYTES`] (RFC 5424's limit):
+    /// the host is part of the key a message's lines are joined by, kept while it waits.
+    HostTooLong,
     /// `recipient_count` is negative.
     NegativeCount,
     /// The timestamp cannot be parsed, has no offset, or is a negative epoch.
@@ -142,6 +148,7 @@ impl Malformed {
                     "too_long_field"
                 }
             },
+            Malformed::HostTooLong => "too_long_host",
             Malformed::NegativeCount => "negative_count",
             Malformed::BadTimestamp => "bad_timestamp",
             Malformed::FutureTimestamp => "future_timestamp",
@@ -174,6 +181,9 @@ impl fmt::Display for Malformed {
                 field.name(),
                 crate::event::MAX_ID_BYTES
             ),
+            Malformed::HostTooLong => {
+                write!(f, "host name longer than {MAX_HOST_BYTES} bytes")
+            }
             Malformed::NegativeCount => f.write_str("negative `recipient_count`"),
             Malformed::BadTimestamp => f.write_str("unparseable `timestamp`"),
             Malformed::FutureTimestamp => f.write_str("`timestamp` too far in the future"),

@@ -14,7 +14,7 @@ use super::super::pending::{kept_id, PendingMap, TooLong, MAX_PENDING_SUBJECT_BY
 use super::{ExchangeRow, RowKind};
 use crate::config::ExchangeInputConfig;
 use crate::engine::millis;
-use crate::event::{cut_to_bytes, normalize_message_id, normalize_sender, Event, MAX_ID_BYTES};
+use crate::event::{cut_to_bytes, normalize_message_id, normalize_sender, Event};
 use crate::subject::decode_rfc2047;
 use crate::timefmt::Millis;
 use std::borrow::Cow;
@@ -127,13 +127,11 @@ impl<T: Copy + Ord> ExchangeCorrelator<T> {
         token: T,
         out: &mut Vec<Event<'static>>,
     ) -> LineOutcome {
-        let (internal_id, message_id) = (row.internal_message_id.trim(), row.message_id.trim());
-        if internal_id.len() > MAX_ID_BYTES || message_id.len() > MAX_ID_BYTES {
-            // Not kept as a key: its message cannot be assembled.
-            self.stats.note_dropped(Dropped::TooLong);
-            return LineOutcome::Absorbed;
-        }
-        let key: Key = (internal_id.into(), message_id.into());
+        // Both at most `MAX_ID_BYTES`: the parser refuses longer ones.
+        let key: Key = (
+            row.internal_message_id.trim().into(),
+            normalize_message_id(&row.message_id).into(),
+        );
         match row.kind {
             RowKind::Receive => {
                 if self.pending.get_mut(&key).is_some() {
@@ -194,7 +192,8 @@ impl<T: Copy + Ord> ExchangeCorrelator<T> {
         self.pending.len()
     }
 
-    /// Counters since start (Exchange entries are never dropped: each has its RECEIVE row).
+    /// Counters since start (an Exchange entry has its RECEIVE row, so it is only dropped when
+    /// that row's sender or a reference id is too long to keep: `too_long`).
     pub fn stats(&self) -> CorrelationStats {
         self.stats
     }

@@ -14,7 +14,8 @@ mod csv;
 pub use correlate::{ExchangeCorrelator, ExchangeSettings};
 
 use super::outcome::Ignored;
-use super::{DecodeOptions, Malformed};
+use super::{DecodeOptions, Field, Malformed};
+use crate::event::{normalize_message_id, MAX_ID_BYTES};
 use crate::timefmt::{parse_rfc3339_millis, Millis};
 use std::borrow::Cow;
 
@@ -196,11 +197,20 @@ fn row<'a>(
             .count() as u64,
         n => n.parse::<u64>().map_err(|_| Malformed::BadExchangeRow)?,
     };
+    // The two ids are the key a message's rows are joined by, kept while it waits: as in a
+    // JSON event, an id past the limit makes the row malformed.
+    let internal_message_id = take(fields, layout.internal_message_id);
+    let message_id = take(fields, layout.message_id);
+    if internal_message_id.trim().len() > MAX_ID_BYTES
+        || normalize_message_id(&message_id).len() > MAX_ID_BYTES
+    {
+        return Err(Malformed::TooLong(Field::MessageId));
+    }
     Ok(Ok(ExchangeRow {
         timestamp,
         kind,
-        internal_message_id: take(fields, layout.internal_message_id),
-        message_id: take(fields, layout.message_id),
+        internal_message_id,
+        message_id,
         sender: take(fields, layout.sender_address),
         subject: take(fields, layout.message_subject),
         reference: take(fields, layout.reference),

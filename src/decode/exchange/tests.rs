@@ -391,11 +391,18 @@ fn texts_too_long_to_keep_drop_the_message_and_long_texts_are_bounded() {
             subject,
         )
     };
+    // An id of the key past the limit makes the row malformed, as in a JSON event.
+    let mut parser = ExchangeParser::new("");
+    let rows = parse_all(
+        &mut parser,
+        &[FIELDS.to_string(), receive(&long, "", "RE: Lunch")],
+    );
+    assert_eq!(
+        rows[1].as_ref().err(),
+        Some(&Malformed::TooLong(Field::MessageId))
+    );
+    // A reference id past it drops the message, counted once.
     for lines in [
-        [
-            FIELDS.to_string(),
-            receive(&long, "<orig@x.org>", "RE: Lunch"),
-        ],
         [
             FIELDS.to_string(),
             receive("42", &format!("<{long}>"), "RE: Lunch"),

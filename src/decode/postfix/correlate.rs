@@ -16,7 +16,7 @@ use super::line::{unfold_encoded_words, unfold_logged_folds};
 use super::{HeaderName, PostfixKind, PostfixLine};
 use crate::config::PostfixInputConfig;
 use crate::engine::millis;
-use crate::event::{cut_to_bytes, normalize_message_id, normalize_sender, Event, MAX_ID_BYTES};
+use crate::event::{cut_to_bytes, normalize_message_id, normalize_sender, Event};
 use crate::subject::decode_rfc2047;
 use crate::timefmt::Millis;
 use std::borrow::Cow;
@@ -131,11 +131,6 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
         token: T,
         out: &mut Vec<Event<'static>>,
     ) -> LineOutcome {
-        if line.host.len() > MAX_ID_BYTES {
-            // Not kept as a key: the line's message cannot be assembled.
-            self.stats.note_dropped(Dropped::TooLong);
-            return LineOutcome::Absorbed;
-        }
         let key: Key = (line.host.as_ref().into(), line.queue_id.as_ref().into());
         let at = line.timestamp;
         match &line.kind {
@@ -242,7 +237,7 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
             .pending
             .insert(key.clone(), Entry::default(), deadline, token);
         if let Some((_, evicted)) = evicted {
-            if evicted.queued.is_some() {
+            if evicted.queued.is_some() && !evicted.too_long {
                 self.stats.evicted_emitted += 1;
             }
             self.complete(evicted, Dropped::Evicted, out);

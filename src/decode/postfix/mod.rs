@@ -17,7 +17,7 @@ pub use line::HeaderName;
 
 use super::outcome::Ignored;
 use super::syslog::{parse_syslog, SyslogClock, SyslogLine};
-use super::{DecodeOptions, Malformed};
+use super::{DecodeOptions, Malformed, MAX_HOST_BYTES};
 use crate::timefmt::Millis;
 use line::{cleanup_line, daemon_of, qmgr_line, split_queue_id, LineKind};
 use std::borrow::Cow;
@@ -172,6 +172,9 @@ fn classify(syslog: SyslogLine<'_>) -> Result<PostfixRecord<'_>, Malformed> {
     let Some((queue_id, rest)) = split_queue_id(syslog.message) else {
         return Ok(Err(Ignored::OtherLine));
     };
+    if syslog.host.len() > MAX_HOST_BYTES {
+        return Err(Malformed::HostTooLong);
+    }
     let kind = match parse(rest) {
         Ok(kind) => kind,
         Err(error) => return error.into_result(),

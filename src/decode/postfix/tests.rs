@@ -402,13 +402,41 @@ fn texts_too_long_to_keep_drop_the_message_and_long_subjects_are_cut() {
     // Only the References root is kept: a long later entry is no reason to drop.
     let (events, _) = run(&with_line(2, &format!("Nov 25 10:00:00 mx1 postfix/cleanup[1]: 4F1A22C0E1: info: header References: <orig@x.org> <{long_id}> from pc[10.0.0.9];")));
     assert_eq!(events[0].references_root.as_deref(), Some("orig@x.org"));
-    // A host name too long to be a key: its line is dropped, counted.
-    let (events, c) = run(&[format!(
+    // A host name past RFC 5424's 255 bytes makes the line malformed.
+    let at_limit = format!(
         "Nov 25 10:00:00 {} postfix/cleanup[1]: 4F1A22C0E1: message-id=<a@x>",
-        "h".repeat(MAX_ID_BYTES + 1)
-    )]);
-    assert!(events.is_empty());
-    assert_eq!((c.stats().dropped(Dropped::TooLong), c.pending()), (1, 0));
+        "h".repeat(255)
+    );
+    assert!(matches!(parse(&at_limit), Ok(Ok(_))));
+    let over = format!(
+        "Nov 25 10:00:00 {} postfix/cleanup[1]: 4F1A22C0E1: message-id=<a@x>",
+        "h".repeat(256)
+    );
+    assert_eq!(parse(&over).err(), Some(Malformed::HostTooLong));
+    // A complete message dropped for a long id is not counted as emitted when evicted.
+    let mut c = PostfixCorrelator::new(PostfixSettings {
+        max_pending: 1,
+        ..settings()
+    });
+    let mut out = Vec::new();
+    for (token, text) in [
+        format!("Nov 25 10:00:00 mx1 postfix/cleanup[1]: 4F1A22C0E1: message-id=<{long_id}>"),
+        MESSAGE[4].to_string(),
+        "Nov 25 10:00:02 mx1 postfix/cleanup[1]: EEEEEEEEEE: message-id=<e@x>".to_string(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        c.accept(&line(text), token as u64, &mut out);
+    }
+    assert!(out.is_empty());
+    assert_eq!(
+        (
+            c.stats().evicted_emitted,
+            c.stats().dropped(Dropped::TooLong)
+        ),
+        (0, 1)
+    );
     // A subject is kept decoded and cut to 4 KiB.
     let (events, _) = run(&with_line(0, &format!("Nov 25 10:00:00 mx1 postfix/cleanup[1]: 4F1A22C0E1: info: header Subject: Re: {} from pc[10.0.0.9];", "s".repeat(10_000))));
     let subject = events[0].subject.as_deref().unwrap_or_default();
