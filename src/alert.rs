@@ -135,9 +135,18 @@ pub struct Alert {
     pub subject: Option<Arc<str>>,
     /// Storm start plus `block_duration`.
     pub block_until: Millis,
-    /// The distinct senders, only when `alerts.include_senders` is on: as many as fit in
-    /// 64 KiB, the count of the others in `senders_omitted` on the wire.
-    pub senders: Option<Vec<Arc<str>>>,
+    /// The distinct senders, only when `alerts.include_senders` is on.
+    pub senders: Option<SenderList>,
+}
+
+/// The senders an alert names (`alerts.include_senders`): `senders` and `senders_omitted` on
+/// the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SenderList {
+    /// Distinct senders of the hour before the alert, as many as fit in 64 KiB.
+    pub listed: Vec<Arc<str>>,
+    /// Those left out: past the 64 KiB, or whose address is no longer known.
+    pub omitted: u64,
 }
 
 impl Alert {
@@ -181,11 +190,10 @@ impl Serialize for Alert {
         map.serialize_entry("block_until", &format_millis(self.block_until))?;
         map.serialize_entry("storm_id", &self.storm_id())?;
         if let Some(senders) = &self.senders {
-            let listed: Vec<&str> = senders.iter().map(|s| &**s).collect();
+            let listed: Vec<&str> = senders.listed.iter().map(|s| &**s).collect();
             map.serialize_entry("senders", &listed)?;
-            let omitted = self.distinct_senders.saturating_sub(listed.len() as u64);
-            if omitted > 0 {
-                map.serialize_entry("senders_omitted", &omitted)?;
+            if senders.omitted > 0 {
+                map.serialize_entry("senders_omitted", &senders.omitted)?;
             }
         }
         map.end()
@@ -237,7 +245,10 @@ mod tests {
     fn null_subject_and_senders_when_enabled() {
         let mut alert = sample();
         alert.subject = None;
-        alert.senders = Some(vec![Arc::from("a@x")]);
+        alert.senders = Some(SenderList {
+            listed: vec![Arc::from("a@x")],
+            omitted: 0,
+        });
         let value: serde_json::Value = serde_json::from_str(&alert.to_json()).unwrap();
         assert!(value["subject"].is_null());
         assert_eq!(value["senders"][0], "a@x");

@@ -108,7 +108,10 @@ fn ended_alert(key: &str) -> Alert {
         subject: Some(Arc::from("Re: old storm")),
         block_until: T0 + 21_000_000,
         // Even when alerts list senders, the board never shows them.
-        senders: Some(vec![Arc::from("alice@nhs.example")]),
+        senders: Some(stormwatch::alert::SenderList {
+            listed: vec![Arc::from("alice@nhs.example")],
+            omitted: 0,
+        }),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::settings::Settings;
 use super::window::ReplyWindows;
-use crate::alert::{Alert, AlertKind, RuleName, Severity};
+use crate::alert::{Alert, AlertKind, RuleName, SenderList, Severity};
 use crate::timefmt::Millis;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -190,12 +190,11 @@ impl Thread {
                 .activity
                 .as_deref()
                 .and_then(|a| a.sender_names.as_deref());
+            let everyone = self.windows().map(|w| w.senders(0)).unwrap_or_default();
             let mut room = MAX_LISTED_SENDER_BYTES;
-            self.windows()
-                .map(|w| w.senders(0))
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|hash| names.and_then(|n| n.get(&hash)).cloned())
+            let listed: Vec<Arc<str>> = everyone
+                .iter()
+                .filter_map(|hash| names.and_then(|n| n.get(hash)).cloned())
                 // Each costs its bytes, two quotes and a comma.
                 .take_while(|name| match room.checked_sub(name.len() + 3) {
                     Some(left) => {
@@ -204,7 +203,11 @@ impl Thread {
                     }
                     None => false,
                 })
-                .collect()
+                .collect();
+            SenderList {
+                omitted: everyone.len().saturating_sub(listed.len()) as u64,
+                listed,
+            }
         });
         debug_assert!(!self.key.is_empty(), "a thread with a storm shares its key");
         Alert {

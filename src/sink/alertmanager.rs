@@ -364,7 +364,10 @@ mod tests {
             deliveries: 9000,
             subject: Some(Arc::from("Re: all staff")),
             block_until: 1_709_564_880_000,
-            senders: Some(vec![Arc::from("ann@example.org")]),
+            senders: Some(crate::alert::SenderList {
+                listed: vec![Arc::from("ann@example.org")],
+                omitted: 0,
+            }),
         }
     }
 
