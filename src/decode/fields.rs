@@ -161,8 +161,9 @@ impl<'de> Deserialize<'de> for CountField {
                 Ok(u64::try_from(v).map_or(CountField::Negative, CountField::Count))
             }
             /// A float is the wrong type (`3000.0`, `1e3`: a count is written whole), but for
-            /// negative zero: `-0` is an integer by JSON's grammar, which serde reads as -0.0
-            /// (and `-0.0`, which it cannot tell apart, goes with it).
+            /// negative zero: `-0` is an integer by JSON's grammar, which serde reads as -0.0.
+            /// Every number that reads as -0.0 goes with it (`-0.0`, `-0e5`, a negative too
+            /// small for a float): serde cannot tell them apart, and each is zero.
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 Ok(if v == 0.0 && v.is_sign_negative() {
                     CountField::Count(0)
