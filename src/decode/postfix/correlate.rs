@@ -52,38 +52,46 @@ impl Default for PostfixSettings {
 /// `(host, queue id)`.
 type Key = (Box<str>, Box<str>);
 
+/// A text as a waiting message keeps it, or the note that it was too long to keep.
+type Kept = Result<String, TooLong>;
+
 /// What is known of one message so far, each text already as the event will carry it
-/// (normalized, decoded) and bounded (`pending.rs`).
+/// (normalized, decoded) and bounded (`pending.rs`). A text too long to keep drops the
+/// message as `too_long`, if it is still the one the event would carry when it completes.
 #[derive(Debug, Default)]
 struct Entry {
-    message_id: Option<String>,
+    message_id: Option<Kept>,
     /// cleanup's own `message-id=` line was seen: a second one means the queue id was reused.
     /// (A `header_checks` INFO rule on Message-ID logs the header before that line, so a
     /// message id from a header line says nothing about reuse.)
     id_logged: bool,
     /// Decoded, cut to [`MAX_PENDING_SUBJECT_BYTES`].
-    subject: Option<String>,
-    in_reply_to: Option<String>,
+    subject: Option<Kept>,
+    in_reply_to: Option<Kept>,
     /// The References header's root (empty when it names none).
-    references_root: Option<String>,
+    references_root: Option<Kept>,
     /// Sender, recipient count and time of the qmgr line.
-    queued: Option<(String, u64, Millis)>,
-    /// One of its ids or its sender was too long to keep: it is dropped as `too_long`.
-    too_long: bool,
+    queued: Option<(Kept, u64, Millis)>,
 }
 
 impl Entry {
-    /// Keeps `kept` in `slot`, or notes that the text was too long to.
-    fn keep(&mut self, kept: Result<String, TooLong>, slot: fn(&mut Self) -> &mut Option<String>) {
-        match kept {
-            Ok(text) => *slot(self) = Some(text),
-            Err(TooLong) => self.too_long = true,
-        }
+    /// Whether a text the event would carry was too long to keep.
+    fn too_long(&self) -> bool {
+        let sender = self.queued.as_ref().map(|(sender, _, _)| sender);
+        [
+            self.message_id.as_ref(),
+            self.subject.as_ref(),
+            self.in_reply_to.as_ref(),
+            self.references_root.as_ref(),
+            sender,
+        ]
+        .into_iter()
+        .any(|text| matches!(text, Some(Err(TooLong))))
     }
 }
 
 /// A header's value as the entry keeps it.
-fn header_value(name: HeaderName, value: &str) -> Result<String, TooLong> {
+fn header_value(name: HeaderName, value: &str) -> Kept {
     match name {
         HeaderName::Subject => {
             let unfolded = unfold_encoded_words(value);
@@ -142,7 +150,7 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
                 }
                 self.ensure(&key, at, token, out);
                 if let Some(entry) = self.pending.get_mut(&key) {
-                    entry.keep(kept_id(normalize_message_id(id)), |e| &mut e.message_id);
+                    entry.message_id = Some(kept_id(normalize_message_id(id)));
                     entry.id_logged = true;
                 }
                 self.pending.absorb(&key, token);
@@ -150,15 +158,15 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
             PostfixKind::Header(name, value) => {
                 self.ensure(&key, at, token, out);
                 if let Some(entry) = self.pending.get_mut(&key) {
-                    let slot: fn(&mut Entry) -> &mut Option<String> = match name {
-                        HeaderName::Subject => |e| &mut e.subject,
-                        HeaderName::InReplyTo => |e| &mut e.in_reply_to,
-                        HeaderName::References => |e| &mut e.references_root,
-                        HeaderName::MessageId => |e| &mut e.message_id,
+                    let slot = match name {
+                        HeaderName::Subject => &mut entry.subject,
+                        HeaderName::InReplyTo => &mut entry.in_reply_to,
+                        HeaderName::References => &mut entry.references_root,
+                        HeaderName::MessageId => &mut entry.message_id,
                     };
                     // A repeated header (two Subject lines) keeps the first, as clients do.
-                    if slot(entry).is_none() {
-                        entry.keep(header_value(*name, value), slot);
+                    if slot.is_none() {
+                        *slot = Some(header_value(*name, value));
                     }
                 }
                 self.pending.absorb(&key, token);
@@ -171,10 +179,7 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
                     // qmgr logs `from=` again when a deferred message is retried.
                     return LineOutcome::Ignored(Ignored::OtherLine);
                 }
-                match kept_id(normalize_sender(sender)) {
-                    Ok(sender) => entry.queued = Some((sender, *nrcpt, at)),
-                    Err(TooLong) => entry.too_long = true,
-                }
+                entry.queued = Some((kept_id(normalize_sender(sender)), *nrcpt, at));
                 self.pending.absorb(&key, token);
                 self.pending
                     .set_deadline(&key, at.saturating_add(self.settings.header_wait));
@@ -237,7 +242,7 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
             .pending
             .insert(key.clone(), Entry::default(), deadline, token);
         if let Some((_, evicted)) = evicted {
-            if evicted.queued.is_some() && !evicted.too_long {
+            if evicted.queued.is_some() && !evicted.too_long() {
                 self.stats.evicted_emitted += 1;
             }
             self.complete(evicted, Dropped::Evicted, out);
@@ -252,7 +257,7 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
     }
 
     fn complete(&mut self, entry: Entry, reason: Dropped, out: &mut Vec<Event<'static>>) {
-        if entry.too_long {
+        if entry.too_long() {
             self.stats.note_dropped(Dropped::TooLong);
             return;
         }
@@ -266,20 +271,21 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
     }
 }
 
-/// The contract event of a complete entry; `None` without its qmgr line.
+/// The contract event of a complete entry; `None` without its qmgr line. (Texts too long to
+/// keep are looked for first: [`Entry::too_long`].)
 fn to_event(entry: Entry) -> Option<Event<'static>> {
     let (sender, nrcpt, at) = entry.queued?;
-    let nonempty = |text: Option<String>| text.filter(|t| !t.is_empty()).map(Cow::Owned);
+    let kept = |text: Option<Kept>| text.and_then(Result::ok);
+    let nonempty = |text: Option<Kept>| kept(text).filter(|t| !t.is_empty()).map(Cow::Owned);
     Some(Event {
         timestamp: at,
-        message_id: Cow::Owned(entry.message_id.unwrap_or_default()),
-        sender: Cow::Owned(sender),
+        message_id: Cow::Owned(kept(entry.message_id).unwrap_or_default()),
+        sender: Cow::Owned(sender.ok()?),
         recipient_count: nrcpt,
         thread_id: None,
         in_reply_to: nonempty(entry.in_reply_to),
         references_root: nonempty(entry.references_root),
-        subject: entry
-            .subject
+        subject: kept(entry.subject)
             .filter(|s| !s.trim().is_empty())
             .map(Cow::Owned),
     })

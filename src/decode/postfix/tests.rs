@@ -399,6 +399,13 @@ fn texts_too_long_to_keep_drop_the_message_and_long_subjects_are_cut() {
         assert_eq!(c.stats().dropped(Dropped::TooLong), 1);
         assert_eq!(c.pending(), 0);
     }
+    // A header Message-ID too long to keep, which cleanup's own id then replaces, is no
+    // reason to drop either.
+    let mut lines = vec![format!("Nov 25 10:00:00 mx1 postfix/cleanup[1]: 4F1A22C0E1: info: header Message-ID: <{long_id}> from pc[10.0.0.9];")];
+    lines.extend(MESSAGE.iter().map(|l| l.to_string()));
+    let (events, c) = run(&lines);
+    assert_eq!(events[0].message_id, "r1@x.org");
+    assert_eq!(c.stats().dropped(Dropped::TooLong), 0);
     // Only the References root is kept: a long later entry is no reason to drop.
     let (events, _) = run(&with_line(2, &format!("Nov 25 10:00:00 mx1 postfix/cleanup[1]: 4F1A22C0E1: info: header References: <orig@x.org> <{long_id}> from pc[10.0.0.9];")));
     assert_eq!(events[0].references_root.as_deref(), Some("orig@x.org"));
