@@ -401,6 +401,20 @@ fn texts_too_long_to_keep_drop_the_message_and_long_texts_are_bounded() {
         rows[1].as_ref().err(),
         Some(&Malformed::TooLong(Field::MessageId))
     );
+    // So does a message id past it; one long only outside its brackets is measured normalized.
+    let with_id = |id: &str| receive("42", "", "RE: Lunch").replace("<m1@x.org>", id);
+    let rows = parse_all(
+        &mut parser,
+        &[
+            with_id(&format!("<{long}>")),
+            with_id(&format!("<m1@x.org> ({long})")),
+        ],
+    );
+    assert_eq!(
+        rows[0].as_ref().err(),
+        Some(&Malformed::TooLong(Field::MessageId))
+    );
+    assert!(rows[1].is_ok(), "{:?}", rows[1].as_ref().err());
     // A reference id past it drops the message, counted once.
     for lines in [
         [

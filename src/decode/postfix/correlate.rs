@@ -274,6 +274,10 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
 /// The contract event of a complete entry; `None` without its qmgr line. (Texts too long to
 /// keep are looked for first: [`Entry::too_long`].)
 fn to_event(entry: Entry) -> Option<Event<'static>> {
+    debug_assert!(
+        !entry.too_long(),
+        "a message with a text too long to keep is dropped"
+    );
     let (sender, nrcpt, at) = entry.queued?;
     let kept = |text: Option<Kept>| text.and_then(Result::ok);
     let nonempty = |text: Option<Kept>| kept(text).filter(|t| !t.is_empty()).map(Cow::Owned);

@@ -172,13 +172,14 @@ fn classify(syslog: SyslogLine<'_>) -> Result<PostfixRecord<'_>, Malformed> {
     let Some((queue_id, rest)) = split_queue_id(syslog.message) else {
         return Ok(Err(Ignored::OtherLine));
     };
-    if syslog.host.len() > MAX_HOST_BYTES {
-        return Err(Malformed::HostTooLong);
-    }
     let kind = match parse(rest) {
         Ok(kind) => kind,
         Err(error) => return error.into_result(),
     };
+    // Only a line that is used is keyed by its host.
+    if syslog.host.len() > MAX_HOST_BYTES {
+        return Err(Malformed::HostTooLong);
+    }
     Ok(Ok(PostfixLine {
         timestamp: syslog.timestamp,
         host: Cow::Borrowed(syslog.host),

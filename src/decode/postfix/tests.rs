@@ -420,6 +420,12 @@ fn texts_too_long_to_keep_drop_the_message_and_long_subjects_are_cut() {
         "h".repeat(256)
     );
     assert_eq!(parse(&over).err(), Some(Malformed::HostTooLong));
+    // A line that is not used is not keyed by its host: it stays ignored.
+    let unused = format!(
+        "Nov 25 10:00:00 {} postfix/cleanup[1]: 4F1A22C0E1: warning: x",
+        "h".repeat(256)
+    );
+    assert!(matches!(parse(&unused), Ok(Err(_))), "{:?}", parse(&unused));
     // A complete message dropped for a long id is not counted as emitted when evicted.
     let mut c = PostfixCorrelator::new(PostfixSettings {
         max_pending: 1,
