@@ -7,10 +7,11 @@
 //! an unfinished message. The map is capped; at the cap the entry created first is evicted.
 //!
 //! The entry count bounds memory only if each entry is bounded too: its texts come from log
-//! lines of up to the record size (1 MiB). So a waiting message keeps its ids, sender and group
-//! names only up to [`MAX_ID_BYTES`] (a message with a longer one is dropped as `too_long`, as a
-//! JSON event with one is malformed) and its decoded subject only up to
-//! [`MAX_PENDING_SUBJECT_BYTES`]: a few KiB an entry at most, whatever the input.
+//! lines of up to the record size (1 MiB). So a waiting message keeps its ids and sender only up
+//! to [`MAX_ID_BYTES`] (a message with a longer one is dropped as `too_long`, as a JSON event
+//! with one is malformed), its decoded subject only up to [`MAX_PENDING_SUBJECT_BYTES`], and
+//! (Exchange) its group names as hashes: at most about 12 KiB an entry for Postfix and 24 KiB
+//! for Exchange, whatever the input, and a few hundred bytes for real mail.
 
 use crate::event::MAX_ID_BYTES;
 use crate::timefmt::Millis;
@@ -23,7 +24,7 @@ use std::hash::Hash;
 /// section 2, rule 4), and no real subject is this long.
 pub(crate) const MAX_PENDING_SUBJECT_BYTES: usize = 4096;
 
-/// An id, address or host name over [`MAX_ID_BYTES`]: its message is not kept.
+/// An id or address over [`MAX_ID_BYTES`]: its message is not kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooLong;
 

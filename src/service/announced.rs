@@ -106,7 +106,7 @@ impl Announced {
 
     /// The rebuild is over (the input was read to its end once): from now on every alert is
     /// new, and the read-back is forgotten. Returns what the caller still has to square with
-    /// the engine (see [`Rebuilt`]).
+    /// the engine (see `Rebuilt`).
     pub fn finish_rebuild(&mut self) -> Rebuilt {
         self.rebuilding = false;
         let storms = std::mem::take(&mut self.storms);
