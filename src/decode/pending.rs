@@ -13,7 +13,7 @@
 //! (Exchange) its group names as hashes: at most about 12 KiB an entry for Postfix and 24 KiB
 //! for Exchange, whatever the input, and a few hundred bytes for real mail.
 
-use crate::event::MAX_ID_BYTES;
+use crate::event::{cut_to_bytes, MAX_ID_BYTES};
 use crate::timefmt::Millis;
 use ahash::AHashMap;
 use std::collections::BTreeMap;
@@ -22,7 +22,13 @@ use std::hash::Hash;
 /// The most bytes of a decoded subject a waiting message keeps. Alerts show at most 256 code
 /// points (1 KiB) of it; the rest matters only for matching replies by subject (contract
 /// section 2, rule 4), and no real subject is this long.
-pub(crate) const MAX_PENDING_SUBJECT_BYTES: usize = 4096;
+const MAX_PENDING_SUBJECT_BYTES: usize = 4096;
+
+/// A decoded subject as an owned string to keep while its message waits: its first
+/// [`MAX_PENDING_SUBJECT_BYTES`].
+pub(crate) fn kept_subject(decoded: &str) -> String {
+    cut_to_bytes(decoded, MAX_PENDING_SUBJECT_BYTES).to_string()
+}
 
 /// An id or address over [`MAX_ID_BYTES`]: its message is not kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +182,9 @@ mod tests {
             Ok(MAX_ID_BYTES)
         );
         assert_eq!(kept_id(&"a".repeat(MAX_ID_BYTES + 1)), Err(TooLong));
+        let subject = "é".repeat(MAX_PENDING_SUBJECT_BYTES);
+        assert_eq!(kept_subject(&subject).len(), MAX_PENDING_SUBJECT_BYTES);
+        assert_eq!(kept_subject("Re: x"), "Re: x");
     }
 
     #[test]

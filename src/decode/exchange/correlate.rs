@@ -10,11 +10,11 @@
 //! event time after the RECEIVE row, with that row's time as its timestamp.
 
 use super::super::outcome::{CorrelationStats, Dropped, Ignored, LineOutcome};
-use super::super::pending::{kept_id, PendingMap, TooLong, MAX_PENDING_SUBJECT_BYTES};
+use super::super::pending::{kept_id, kept_subject, PendingMap, TooLong};
 use super::{ExchangeRow, RowKind};
 use crate::config::ExchangeInputConfig;
 use crate::engine::millis;
-use crate::event::{cut_to_bytes, normalize_message_id, normalize_sender, Event};
+use crate::event::{normalize_message_id, normalize_sender, Event};
 use crate::subject::decode_rfc2047;
 use crate::timefmt::Millis;
 use std::borrow::Cow;
@@ -58,7 +58,7 @@ struct Entry {
     timestamp: Millis,
     message_id: String,
     sender: String,
-    /// Decoded, cut to [`MAX_PENDING_SUBJECT_BYTES`].
+    /// Decoded, cut as [`kept_subject`] does.
     subject: String,
     /// The first and the last message id of the `reference` field.
     references_root: Option<String>,
@@ -84,7 +84,7 @@ impl Entry {
             timestamp: row.timestamp,
             message_id: kept_id(normalize_message_id(&row.message_id))?,
             sender: kept_id(normalize_sender(&row.sender))?,
-            subject: cut_to_bytes(&subject, MAX_PENDING_SUBJECT_BYTES).to_string(),
+            subject: kept_subject(&subject),
             references_root,
             in_reply_to,
             received_count: row.recipient_count,

@@ -11,12 +11,12 @@
 //! map holds at most `max_pending` entries: each drop is counted by reason.
 
 use super::super::outcome::{CorrelationStats, Dropped, Ignored, LineOutcome};
-use super::super::pending::{kept_id, PendingMap, TooLong, MAX_PENDING_SUBJECT_BYTES};
+use super::super::pending::{kept_id, kept_subject, PendingMap, TooLong};
 use super::line::{unfold_encoded_words, unfold_logged_folds};
 use super::{HeaderName, PostfixKind, PostfixLine};
 use crate::config::PostfixInputConfig;
 use crate::engine::millis;
-use crate::event::{cut_to_bytes, normalize_message_id, normalize_sender, Event};
+use crate::event::{normalize_message_id, normalize_sender, Event};
 use crate::subject::decode_rfc2047;
 use crate::timefmt::Millis;
 use std::borrow::Cow;
@@ -65,7 +65,7 @@ struct Entry {
     /// (A `header_checks` INFO rule on Message-ID logs the header before that line, so a
     /// message id from a header line says nothing about reuse.)
     id_logged: bool,
-    /// Decoded, cut to [`MAX_PENDING_SUBJECT_BYTES`].
+    /// Decoded, cut as [`kept_subject`] does.
     subject: Option<Kept>,
     in_reply_to: Option<Kept>,
     /// The References header's root (empty when it names none).
@@ -96,7 +96,7 @@ fn header_value(name: HeaderName, value: &str) -> Kept {
         HeaderName::Subject => {
             let unfolded = unfold_encoded_words(value);
             let decoded = decode_rfc2047(&unfold_logged_folds(&unfolded)).into_owned();
-            Ok(cut_to_bytes(&decoded, MAX_PENDING_SUBJECT_BYTES).to_string())
+            Ok(kept_subject(&decoded))
         }
         HeaderName::InReplyTo | HeaderName::MessageId => kept_id(normalize_message_id(value)),
         HeaderName::References => kept_id(references_root(value)),
