@@ -77,6 +77,8 @@ pub struct Metrics {
     pub log_messages_dropped_total: IntCounterVec,
     /// `stormwatch_log_messages_pending`: messages being assembled from mail-log lines.
     pub log_messages_pending: IntGauge,
+    /// `stormwatch_log_messages_pending_bytes`: what the messages being assembled hold.
+    pub log_messages_pending_bytes: IntGauge,
     /// The `storm_reply_alls` label values currently set, so a refresh removes only the series
     /// of storms no longer shown (no scrape ever sees the gauge emptied and refilled).
     storm_series: Mutex<Vec<String>>,
@@ -299,6 +301,11 @@ impl Metrics {
                 &registry,
                 "stormwatch_log_messages_pending",
                 "Messages being assembled from mail-log lines (bounded by input.*.max_pending).",
+            ),
+            log_messages_pending_bytes: int_gauge(
+                &registry,
+                "stormwatch_log_messages_pending_bytes",
+                "Bytes the messages being assembled from mail-log lines hold (bounded by input.*.max_pending_bytes).",
             ),
             storm_series: Mutex::new(Vec::new()),
             registry,

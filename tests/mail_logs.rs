@@ -130,3 +130,61 @@ fn an_unknown_format_is_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("exim"), "{stderr}");
 }
+
+/// Hostile lines: 2,000 messages that never get their qmgr line, each holding a 4 KiB subject
+/// and a 990-byte id, an hour before the storm.
+fn hostile_postfix_lines() -> Vec<u8> {
+    let subject = "s".repeat(4096);
+    let id = "i".repeat(990);
+    let mut lines = String::new();
+    for n in 0..2_000 {
+        let at = "2025-11-25T08:00:00.000000+00:00 mx9";
+        lines += &format!("{at} postfix/cleanup[1]: {n:010X}: message-id=<{n}{id}>\n");
+        lines += &format!(
+            "{at} postfix/cleanup[1]: {n:010X}: info: header Subject: {subject} from pc[10.0.0.9];\n"
+        );
+    }
+    lines.into_bytes()
+}
+
+/// The number after `label` in the replay summary.
+fn summary_count(stderr: &str, label: &str) -> u64 {
+    stderr
+        .split(label)
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in {stderr}"))
+}
+
+#[test]
+fn max_pending_bytes_bounds_what_hostile_lines_hold_and_the_storm_is_still_found() {
+    let mut input = hostile_postfix_lines();
+    input.extend(std::fs::read(POSTFIX).expect("sample log"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[input.postfix]\nmax_pending = 100000\nmax_pending_bytes = 1048576\n",
+    )
+    .expect("write");
+    let config = path.to_str().unwrap_or_default();
+    let (alerts, stderr) = replay(
+        &["replay", "--config", config, "--format", "postfix", "-"],
+        &input,
+    );
+    assert_one_early_storm(&alerts, 9003);
+    // About 200 of them fit in 1 MiB: the rest were evicted as the next arrived, and those
+    // left expired when the storm's lines moved the clock on past qmgr_wait.
+    let evicted = summary_count(&stderr, "evicted ");
+    assert!((1_700..1_900).contains(&evicted), "{stderr}");
+    assert_eq!(
+        evicted + summary_count(&stderr, "expired "),
+        2_000,
+        "{stderr}"
+    );
+    // At the default bound (256 MiB) all 2,000 fit.
+    let (alerts, stderr) = replay(&["replay", "--format", "postfix", "-"], &input);
+    assert_one_early_storm(&alerts, 9003);
+    assert!(!stderr.contains("evicted"), "{stderr}");
+}

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::kafka::{cluster, event, http_get, MIN, T0};
+use common::kafka::{cluster, event, http_get, sample, MIN, T0};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::collections::BTreeMap;
@@ -477,7 +477,7 @@ fn the_service_dead_letters_every_bad_record_with_its_bytes_and_still_announces_
     let applied: u64 = ["counted", "ignored", "late", "duplicate"]
         .iter()
         .map(|o| {
-            metric(
+            sample(
                 &text,
                 &format!(r#"stormwatch_events_total{{outcome="{o}"}}"#),
             )
@@ -485,11 +485,4 @@ fn the_service_dead_letters_every_bad_record_with_its_bytes_and_still_announces_
         .sum();
     assert_eq!(applied as usize, stream.len() - malformed, "valid records");
     service.stop().expect("clean stop");
-}
-
-/// The value of one sample in the exposition text (0 when absent).
-fn metric(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
 }

@@ -4,8 +4,8 @@
 mod common;
 
 use common::kafka::{
-    cluster, count, event, events, http_get, kinds, storm, wait_for_metrics, wait_ready, Intruder,
-    MIN, T0,
+    cluster, count, event, events, http_get, kinds, sample, storm, wait_for_metrics, wait_ready,
+    Intruder, MIN, T0,
 };
 use common::recorder::Recorder;
 use std::time::{Duration, Instant};
@@ -802,9 +802,12 @@ fn exchange_rows_read_again_after_a_rebalance_are_assembled_once() {
     }
     c.produce(&rows);
     let metrics_url = format!("http://{}/metrics", service.http_address());
-    wait_for_metrics(&metrics_url, "three messages being assembled", |t| {
+    let text = wait_for_metrics(&metrics_url, "three messages being assembled", |t| {
         t.lines().any(|l| l == "stormwatch_log_messages_pending 3")
     });
+    // What they hold: a few hundred bytes each.
+    let held = sample(&text, "stormwatch_log_messages_pending_bytes ");
+    assert!((600..3_000).contains(&held), "{held}");
 
     let intruder = Intruder::join(&c, &config);
     intruder.wait_assigned(Duration::from_secs(40));

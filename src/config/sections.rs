@@ -43,6 +43,14 @@ pub struct InputConfig {
     pub exchange: ExchangeInputConfig,
 }
 
+/// The default `input.*.max_pending_bytes`: 256 MiB. A real message weighs about 430 bytes
+/// by the map's count, so the default 100,000 of them (about 43 MB) are well inside it, and
+/// only hostile lines meet it.
+const DEFAULT_MAX_PENDING_BYTES: usize = 256 << 20;
+
+/// The least `input.*.max_pending_bytes`.
+const MIN_PENDING_BYTES: usize = 1 << 20;
+
 /// Reading Postfix logs: a message's lines (cleanup, header INFO, qmgr) are joined by host and
 /// queue id in a bounded map.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +70,10 @@ pub struct PostfixInputConfig {
     pub qmgr_wait: Duration,
     /// Most messages assembled at once; past it the oldest is dropped and counted.
     pub max_pending: usize,
+    /// Most bytes the messages being assembled hold; past it the oldest is dropped and
+    /// counted. Real mail meets `max_pending` first (a few hundred bytes a message): this
+    /// bounds hostile lines, whose messages may hold up to 12 KiB each.
+    pub max_pending_bytes: usize,
     /// The UTC offset of syslog timestamps that carry none (RFC 3164), as `+hh:mm`. Fixed:
     /// daylight saving is not followed, so prefer a shipper that writes RFC 3339 timestamps.
     pub utc_offset: String,
@@ -74,6 +86,7 @@ impl Default for PostfixInputConfig {
             header_wait: Duration::from_secs(2),
             qmgr_wait: minutes(30),
             max_pending: 100_000,
+            max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
             utc_offset: "+00:00".into(),
         }
     }
@@ -92,8 +105,12 @@ pub struct ExchangeInputConfig {
     /// are awaited before the event is emitted with the expanded recipient count.
     #[serde(with = "duration")]
     pub expand_wait: Duration,
-    /// Most messages assembled at once; past it the oldest is dropped and counted.
+    /// Most messages assembled at once; past it the oldest is emitted early and counted.
     pub max_pending: usize,
+    /// Most bytes the messages being assembled hold; past it the oldest is emitted early and
+    /// counted. Real mail meets `max_pending` first: this bounds hostile rows, whose messages
+    /// may hold up to 24 KiB each.
+    pub max_pending_bytes: usize,
 }
 
 impl Default for ExchangeInputConfig {
@@ -102,6 +119,7 @@ impl Default for ExchangeInputConfig {
             fields: String::new(),
             expand_wait: Duration::from_secs(30),
             max_pending: 100_000,
+            max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
         }
     }
 }
@@ -476,6 +494,23 @@ impl Config {
         ] {
             if cap == 0 {
                 return bad(key, "must be at least 1".into());
+            }
+        }
+        for (key, bytes) in [
+            (
+                "input.postfix.max_pending_bytes",
+                self.input.postfix.max_pending_bytes,
+            ),
+            (
+                "input.exchange.max_pending_bytes",
+                self.input.exchange.max_pending_bytes,
+            ),
+        ] {
+            if bytes < MIN_PENDING_BYTES {
+                return bad(
+                    key,
+                    format!("must be at least {MIN_PENDING_BYTES} (1 MiB), room for a few dozen of the largest messages"),
+                );
             }
         }
         if parse_utc_offset(&self.input.postfix.utc_offset).is_none() {

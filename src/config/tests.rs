@@ -177,6 +177,8 @@ fn input_defaults_and_overrides() {
     assert_eq!(c.input.postfix.header_wait, Duration::from_secs(2));
     assert_eq!(c.input.postfix.qmgr_wait, Duration::from_secs(30 * 60));
     assert_eq!(c.input.postfix.max_pending, 100_000);
+    assert_eq!(c.input.postfix.max_pending_bytes, 256 << 20);
+    assert_eq!(c.input.exchange.max_pending_bytes, 256 << 20);
     assert_eq!(c.input.postfix.utc_offset, "+00:00");
     assert_eq!(c.input.exchange.fields, "");
     assert_eq!(c.input.exchange.expand_wait, Duration::from_secs(30));
@@ -220,6 +222,14 @@ fn bad_input_settings_name_their_key() {
         (
             "[input.postfix]\nmax_pending = 0\n",
             "input.postfix.max_pending",
+        ),
+        (
+            "[input.postfix]\nmax_pending_bytes = 1048575\n",
+            "input.postfix.max_pending_bytes",
+        ),
+        (
+            "[input.exchange]\nmax_pending_bytes = 0\n",
+            "input.exchange.max_pending_bytes",
         ),
         (
             "[input.postfix]\nline_field = \" \"\n",

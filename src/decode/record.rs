@@ -186,6 +186,15 @@ impl<T: Copy + Ord> Correlator<T> {
         }
     }
 
+    /// The bytes the messages being assembled hold.
+    pub fn pending_bytes(&self) -> usize {
+        match self {
+            Correlator::Json => 0,
+            Correlator::Postfix(c) => c.pending_bytes(),
+            Correlator::Exchange(c) => c.pending_bytes(),
+        }
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> CorrelationStats {
         match self {

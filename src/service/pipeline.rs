@@ -705,6 +705,9 @@ impl Detector {
         metrics
             .log_messages_pending
             .set(i64::try_from(self.correlator.pending()).unwrap_or(i64::MAX));
+        metrics
+            .log_messages_pending_bytes
+            .set(i64::try_from(self.correlator.pending_bytes()).unwrap_or(i64::MAX));
         for recorder in [&mut self.lag, &mut self.processing].into_iter().flatten() {
             recorder.flush();
         }

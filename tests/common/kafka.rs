@@ -199,9 +199,16 @@ pub fn wait_ready(service: &RunningService, within: Duration) {
 
 /// `stormwatch_events_total{outcome}` from the metrics text (0 when absent).
 pub fn events(text: &str, outcome: &str) -> u64 {
-    let series = format!("stormwatch_events_total{{outcome=\"{outcome}\"}}");
+    sample(
+        text,
+        &format!("stormwatch_events_total{{outcome=\"{outcome}\"}}"),
+    )
+}
+
+/// The value of one sample in the exposition text (0 when absent).
+pub fn sample(text: &str, series: &str) -> u64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0)
 }
 

@@ -10,7 +10,7 @@
 //! event time after the RECEIVE row, with that row's time as its timestamp.
 
 use super::super::outcome::{CorrelationStats, Dropped, Ignored, LineOutcome};
-use super::super::pending::{kept_id, kept_subject, PendingMap, TooLong};
+use super::super::pending::{kept_id, kept_subject, HeapBytes, PendingMap, TooLong};
 use super::{ExchangeRow, RowKind};
 use crate::config::ExchangeInputConfig;
 use crate::engine::millis;
@@ -30,6 +30,8 @@ pub struct ExchangeSettings {
     pub expand_wait: Millis,
     /// Most messages held.
     pub max_pending: usize,
+    /// Most bytes the messages held hold.
+    pub max_pending_bytes: usize,
 }
 
 impl ExchangeSettings {
@@ -38,6 +40,7 @@ impl ExchangeSettings {
         Self {
             expand_wait: millis(config.expand_wait),
             max_pending: config.max_pending,
+            max_pending_bytes: config.max_pending_bytes,
         }
     }
 }
@@ -94,6 +97,17 @@ impl Entry {
     }
 }
 
+impl HeapBytes for Entry {
+    fn heap_bytes(&self) -> usize {
+        self.message_id.heap_bytes()
+            + self.sender.heap_bytes()
+            + self.subject.heap_bytes()
+            + self.references_root.heap_bytes()
+            + self.in_reply_to.heap_bytes()
+            + self.groups.capacity() * std::mem::size_of::<u64>()
+    }
+}
+
 /// The hash an entry remembers an expanded group by (see [`Entry::groups`]).
 fn group_hash(name: &str) -> u64 {
     let mut lowercase = name.as_bytes().to_vec();
@@ -113,20 +127,31 @@ impl<T: Copy + Ord> ExchangeCorrelator<T> {
     /// An empty correlator.
     pub fn new(settings: ExchangeSettings) -> Self {
         Self {
-            pending: PendingMap::new(settings.max_pending),
+            pending: PendingMap::new(settings.max_pending, settings.max_pending_bytes),
             settings,
             watermark: Millis::MIN,
             stats: CorrelationStats::default(),
         }
     }
 
-    /// Takes one row (in event-time order); events it completes are pushed to `out`.
+    /// Takes one row (in event-time order); events it completes are pushed to `out`, with
+    /// those of messages evicted to keep the map within its bounds (evicted early, but
+    /// complete enough: their RECEIVE row is there).
     pub fn accept(
         &mut self,
         row: &ExchangeRow<'_>,
         token: T,
         out: &mut Vec<Event<'static>>,
     ) -> LineOutcome {
+        let outcome = self.apply(row, token);
+        while let Some((_, evicted)) = self.pending.pop_over_bounds() {
+            self.stats.evicted_emitted += 1;
+            self.emit(evicted, out);
+        }
+        outcome
+    }
+
+    fn apply(&mut self, row: &ExchangeRow<'_>, token: T) -> LineOutcome {
         // Both at most `MAX_ID_BYTES`: the parser refuses longer ones.
         let key: Key = (
             row.internal_message_id.trim().into(),
@@ -134,7 +159,7 @@ impl<T: Copy + Ord> ExchangeCorrelator<T> {
         );
         match row.kind {
             RowKind::Receive => {
-                if self.pending.get_mut(&key).is_some() {
+                if self.pending.get(&key).is_some() {
                     // The same message received twice on one server: the first counts.
                     return LineOutcome::Ignored(Ignored::OtherLine);
                 }
@@ -143,25 +168,22 @@ impl<T: Copy + Ord> ExchangeCorrelator<T> {
                     return LineOutcome::Absorbed;
                 };
                 let deadline = row.timestamp.saturating_add(self.settings.expand_wait);
-                if let Some((_, evicted)) = self.pending.insert(key, entry, deadline, token) {
-                    // Evicted early, but complete enough: its RECEIVE row is there.
-                    self.stats.evicted_emitted += 1;
-                    self.emit(evicted, out);
-                }
+                self.pending.insert(key, entry, deadline, token);
             }
             RowKind::Expand => {
-                let Some(entry) = self.pending.get_mut(&key) else {
-                    return LineOutcome::Ignored(Ignored::Unmatched);
-                };
-                entry.members = entry.members.saturating_add(row.recipient_count);
                 let group = row.related_recipient.trim();
-                if !group.is_empty() && entry.groups.len() < MAX_GROUPS {
-                    let group = group_hash(group);
-                    if !entry.groups.contains(&group) {
-                        entry.groups.push(group);
+                let group = (!group.is_empty()).then(|| group_hash(group));
+                let absorbed = self.pending.absorb(&key, token, |entry| {
+                    entry.members = entry.members.saturating_add(row.recipient_count);
+                    if let Some(group) = group {
+                        if entry.groups.len() < MAX_GROUPS && !entry.groups.contains(&group) {
+                            entry.groups.push(group);
+                        }
                     }
+                });
+                if absorbed.is_none() {
+                    return LineOutcome::Ignored(Ignored::Unmatched);
                 }
-                self.pending.absorb(&key, token);
             }
         }
         LineOutcome::Absorbed
@@ -190,6 +212,11 @@ impl<T: Copy + Ord> ExchangeCorrelator<T> {
     /// Messages waiting.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// The bytes the messages waiting hold (what `max_pending_bytes` bounds).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.bytes()
     }
 
     /// Counters since start (an Exchange entry has its RECEIVE row, so it is only dropped when

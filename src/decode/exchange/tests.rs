@@ -214,6 +214,7 @@ fn correlate(lines: &[String]) -> (Vec<Event<'static>>, ExchangeCorrelator<u64>)
     let mut c = ExchangeCorrelator::new(ExchangeSettings {
         expand_wait: 30_000,
         max_pending: 100,
+        max_pending_bytes: usize::MAX,
     });
     let mut out = Vec::new();
     for (token, l) in lines.iter().enumerate() {
@@ -312,6 +313,7 @@ fn the_event_waits_for_expansion_then_goes() {
     let mut c = ExchangeCorrelator::new(ExchangeSettings {
         expand_wait: 30_000,
         max_pending: 100,
+        max_pending_bytes: usize::MAX,
     });
     let mut out = Vec::new();
     let receive = row(
@@ -458,4 +460,68 @@ fn texts_too_long_to_keep_drop_the_message_and_long_texts_are_bounded() {
     let subject = events[0].subject.as_deref().unwrap_or_default();
     assert_eq!(subject.len(), 4096);
     assert!(subject.starts_with("RE: sss"));
+}
+
+#[test]
+fn the_bytes_waiting_are_bounded_whatever_the_rows_hold() {
+    let mut parser = ExchangeParser::new(FIELDS.trim_start_matches("#Fields: "));
+    let bound = 1 << 20;
+    let mut c = ExchangeCorrelator::new(ExchangeSettings {
+        expand_wait: 30_000,
+        max_pending: 100_000,
+        max_pending_bytes: bound,
+    });
+    let mut out = Vec::new();
+    let mut accept = |c: &mut ExchangeCorrelator<u64>, text: &str, token: u64| {
+        let Ok(Ok(row)) = parser.parse(text.as_bytes(), &opts()) else {
+            panic!("not a row: {text}");
+        };
+        c.accept(&row, token, &mut out)
+    };
+    // A real message weighs a few hundred bytes.
+    let receive = |internal: &str, subject: &str| {
+        row(
+            "2026-11-25T10:00:00Z",
+            "RECEIVE",
+            internal,
+            "all@x.org",
+            "1",
+            "",
+            "<orig@x.org>",
+            subject,
+        )
+    };
+    accept(&mut c, &receive("1", "RE: Lunch"), 0);
+    let real = c.pending_bytes();
+    assert!((200..1_000).contains(&real), "{real}");
+    // Its EXPAND rows' groups count as it keeps them.
+    for group in 0..100 {
+        let expand = row(
+            "2026-11-25T10:00:00Z",
+            "EXPAND",
+            "1",
+            "a@x.org",
+            "30",
+            &format!("list{group}@x.org"),
+            "",
+            "RE: Lunch",
+        );
+        assert_eq!(accept(&mut c, &expand, 1), LineOutcome::Absorbed);
+    }
+    assert!(c.pending_bytes() >= real + 100 * 8, "{}", c.pending_bytes());
+    // Hostile rows: 4 KiB subjects. The count bound is far off; the byte bound holds, and
+    // the messages evicted are emitted early (their RECEIVE row is there).
+    let subject = "s".repeat(4096);
+    let messages = 1_000;
+    for n in 0..messages {
+        accept(&mut c, &receive(&format!("x{n}"), &subject), 2 + n);
+        assert!(c.pending_bytes() <= bound, "{}", c.pending_bytes());
+    }
+    let held = c.pending() as u64;
+    assert!((100..300).contains(&held), "{held}");
+    assert_eq!(c.stats().evicted_emitted, messages + 1 - held);
+    assert_eq!(out.len() as u64, messages + 1 - held);
+    // One recipient, a list, replaced by its 100 lists' 30 members each.
+    assert_eq!(out[0].recipient_count, 1 + 100 * 30 - 100);
+    assert_eq!(out[0].subject.as_deref(), Some("RE: Lunch"));
 }

@@ -8,10 +8,11 @@
 //! the queue id's `removed` if that comes first. Queue ids are reused once a message is gone:
 //! `removed`, or a second `message-id=` for a key that already has one, ends the old entry.
 //! An entry that never sees its qmgr line is dropped `qmgr_wait` after it started, and the
-//! map holds at most `max_pending` entries: each drop is counted by reason.
+//! map holds at most `max_pending` entries and `max_pending_bytes`: each drop is counted by
+//! reason.
 
 use super::super::outcome::{CorrelationStats, Dropped, Ignored, LineOutcome};
-use super::super::pending::{kept_id, kept_subject, PendingMap, TooLong};
+use super::super::pending::{kept_id, kept_subject, HeapBytes, PendingMap, TooLong};
 use super::line::{unfold_encoded_words, unfold_logged_folds};
 use super::{HeaderName, PostfixKind, PostfixLine};
 use crate::config::PostfixInputConfig;
@@ -30,6 +31,8 @@ pub struct PostfixSettings {
     pub qmgr_wait: Millis,
     /// Most entries held.
     pub max_pending: usize,
+    /// Most bytes the entries hold.
+    pub max_pending_bytes: usize,
 }
 
 impl PostfixSettings {
@@ -39,6 +42,7 @@ impl PostfixSettings {
             header_wait: millis(config.header_wait),
             qmgr_wait: millis(config.qmgr_wait),
             max_pending: config.max_pending,
+            max_pending_bytes: config.max_pending_bytes,
         }
     }
 }
@@ -90,6 +94,22 @@ impl Entry {
     }
 }
 
+impl HeapBytes for Entry {
+    fn heap_bytes(&self) -> usize {
+        let sender = self.queued.as_ref().map(|(sender, _, _)| sender);
+        [
+            self.message_id.as_ref(),
+            self.subject.as_ref(),
+            self.in_reply_to.as_ref(),
+            self.references_root.as_ref(),
+            sender,
+        ]
+        .into_iter()
+        .map(|text| text.map_or(0, Kept::heap_bytes))
+        .sum()
+    }
+}
+
 /// A header's value as the entry keeps it.
 fn header_value(name: HeaderName, value: &str) -> Kept {
     match name {
@@ -125,15 +145,32 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
     /// An empty correlator.
     pub fn new(settings: PostfixSettings) -> Self {
         Self {
-            pending: PendingMap::new(settings.max_pending),
+            pending: PendingMap::new(settings.max_pending, settings.max_pending_bytes),
             settings,
             watermark: Millis::MIN,
             stats: CorrelationStats::default(),
         }
     }
 
-    /// Takes one line (in event-time order); events it completes are pushed to `out`.
+    /// Takes one line (in event-time order); events it completes are pushed to `out`, with
+    /// those of entries evicted to keep the map within its bounds.
     pub fn accept(
+        &mut self,
+        line: &PostfixLine<'_>,
+        token: T,
+        out: &mut Vec<Event<'static>>,
+    ) -> LineOutcome {
+        let outcome = self.apply(line, token, out);
+        while let Some((_, evicted)) = self.pending.pop_over_bounds() {
+            if evicted.queued.is_some() && !evicted.too_long() {
+                self.stats.evicted_emitted += 1;
+            }
+            self.complete(evicted, Dropped::Evicted, out);
+        }
+        outcome
+    }
+
+    fn apply(
         &mut self,
         line: &PostfixLine<'_>,
         token: T,
@@ -143,21 +180,20 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
         let at = line.timestamp;
         match &line.kind {
             PostfixKind::MessageId(id) => {
-                let reused = self.pending.get_mut(&key).is_some_and(|e| e.id_logged);
+                let reused = self.pending.get(&key).is_some_and(|e| e.id_logged);
                 if reused {
                     // A queue id reused while the old message's `removed` was not seen.
                     self.finish(&key, Dropped::Superseded, out);
                 }
-                self.ensure(&key, at, token, out);
-                if let Some(entry) = self.pending.get_mut(&key) {
+                self.ensure(&key, at, token);
+                self.pending.absorb(&key, token, |entry| {
                     entry.message_id = Some(kept_id(normalize_message_id(id)));
                     entry.id_logged = true;
-                }
-                self.pending.absorb(&key, token);
+                });
             }
             PostfixKind::Header(name, value) => {
-                self.ensure(&key, at, token, out);
-                if let Some(entry) = self.pending.get_mut(&key) {
+                self.ensure(&key, at, token);
+                self.pending.absorb(&key, token, |entry| {
                     let slot = match name {
                         HeaderName::Subject => &mut entry.subject,
                         HeaderName::InReplyTo => &mut entry.in_reply_to,
@@ -168,24 +204,24 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
                     if slot.is_none() {
                         *slot = Some(header_value(*name, value));
                     }
-                }
-                self.pending.absorb(&key, token);
+                });
             }
             PostfixKind::Queued { sender, nrcpt } => {
-                let Some(entry) = self.pending.get_mut(&key) else {
+                let Some(entry) = self.pending.get(&key) else {
                     return LineOutcome::Ignored(Ignored::Unmatched);
                 };
                 if entry.queued.is_some() {
                     // qmgr logs `from=` again when a deferred message is retried.
                     return LineOutcome::Ignored(Ignored::OtherLine);
                 }
-                entry.queued = Some((kept_id(normalize_sender(sender)), *nrcpt, at));
-                self.pending.absorb(&key, token);
+                let queued = (kept_id(normalize_sender(sender)), *nrcpt, at);
+                self.pending
+                    .absorb(&key, token, |entry| entry.queued = Some(queued));
                 self.pending
                     .set_deadline(&key, at.saturating_add(self.settings.header_wait));
             }
             PostfixKind::Removed => {
-                if self.pending.get_mut(&key).is_none() {
+                if self.pending.get(&key).is_none() {
                     return LineOutcome::Ignored(Ignored::OtherLine);
                 }
                 self.finish(&key, Dropped::Expired, out);
@@ -226,27 +262,25 @@ impl<T: Copy + Ord> PostfixCorrelator<T> {
         self.pending.len()
     }
 
+    /// The bytes the entries waiting hold (what `max_pending_bytes` bounds).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.bytes()
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> CorrelationStats {
         self.stats
     }
 
-    /// Creates `key`'s entry (with its qmgr deadline) unless it exists; at the cap the oldest
-    /// entry is evicted, and emitted if it already had its qmgr line.
-    fn ensure(&mut self, key: &Key, at: Millis, token: T, out: &mut Vec<Event<'static>>) {
-        if self.pending.get_mut(key).is_some() {
+    /// Creates `key`'s entry (with its qmgr deadline) unless it exists. (The map may be over
+    /// its bounds until [`Self::accept`] evicts.)
+    fn ensure(&mut self, key: &Key, at: Millis, token: T) {
+        if self.pending.get(key).is_some() {
             return;
         }
         let deadline = at.saturating_add(self.settings.qmgr_wait);
-        let evicted = self
-            .pending
+        self.pending
             .insert(key.clone(), Entry::default(), deadline, token);
-        if let Some((_, evicted)) = evicted {
-            if evicted.queued.is_some() && !evicted.too_long() {
-                self.stats.evicted_emitted += 1;
-            }
-            self.complete(evicted, Dropped::Evicted, out);
-        }
     }
 
     /// Ends `key`'s entry: emitted if complete, else dropped for `reason`.

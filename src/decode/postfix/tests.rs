@@ -145,6 +145,7 @@ fn settings() -> PostfixSettings {
         header_wait: 2_000,
         qmgr_wait: 30 * 60_000,
         max_pending: 1000,
+        max_pending_bytes: usize::MAX,
     }
 }
 
@@ -472,4 +473,57 @@ proptest::proptest! {
             c.flush(&mut out);
         }
     }
+}
+
+#[test]
+fn the_bytes_waiting_are_bounded_whatever_the_lines_hold() {
+    // A real message weighs a few hundred bytes: the default bound (256 MiB) holds the
+    // default 100,000 of them twice over.
+    let mut c = PostfixCorrelator::new(settings());
+    let mut out = Vec::new();
+    for (token, text) in MESSAGE[..5].iter().enumerate() {
+        c.accept(&line(text), token as u64, &mut out);
+    }
+    let real = c.pending_bytes();
+    assert!((300..1_300).contains(&real), "{real}");
+
+    // Hostile lines: each message holds a 4 KiB subject and a 998-byte id, and never gets
+    // its qmgr line. The count bound (100,000) is far off; the byte bound holds.
+    let bound = 1 << 20;
+    let mut c = PostfixCorrelator::new(PostfixSettings {
+        max_pending: 100_000,
+        max_pending_bytes: bound,
+        ..settings()
+    });
+    let mut out = Vec::new();
+    // First a complete message, waiting for late headers: evicted early, it still counts.
+    for (token, text) in MESSAGE[..5].iter().enumerate() {
+        c.accept(&line(text), token as u64, &mut out);
+    }
+    let subject = "s".repeat(8192);
+    let id = "i".repeat(990);
+    let messages = 1_000;
+    for n in 0..messages {
+        for text in [
+            format!("Nov 25 10:00:02 mx1 postfix/cleanup[1]: {n:010X}: message-id=<{n}{id}>"),
+            format!("Nov 25 10:00:02 mx1 postfix/cleanup[1]: {n:010X}: info: header Subject: {subject} from pc[10.0.0.9];"),
+        ] {
+            assert_eq!(c.accept(&line(&text), 10 + n, &mut out), LineOutcome::Absorbed);
+            assert!(c.pending_bytes() <= bound, "{}", c.pending_bytes());
+        }
+    }
+    let held = c.pending() as u64;
+    assert!((100..300).contains(&held), "{held}");
+    assert!(
+        c.pending_bytes() > bound - 8 * 1024,
+        "{}",
+        c.pending_bytes()
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].message_id, "r1@x.org");
+    let stats = c.stats();
+    assert_eq!(stats.evicted_emitted, 1);
+    assert_eq!(stats.dropped(Dropped::Evicted), messages - held);
+    // Each held message's offsets are still held back.
+    assert_eq!(c.oldest_pending_token(), Some(10 + messages - held));
 }
