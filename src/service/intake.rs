@@ -188,3 +188,117 @@ fn parse(
         item,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{InputConfig, KafkaConfig};
+    use crate::decode::{InputFormat, DEFAULT_MAX_RECORD_BYTES};
+    use crate::source::consumer_config;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::ClientConfig;
+    use std::sync::mpsc::sync_channel;
+
+    /// Records of 64 KiB on three partitions, fetched at once (about 15 MB at hand): a batch
+    /// goes once it holds `BATCH_BYTES`, long before `BATCH` records, so the channel holds a
+    /// bounded amount whatever the records' size. (Unbounded, all of them came in one batch.)
+    #[test]
+    fn batches_are_bounded_by_bytes() {
+        const RECORDS: usize = 79;
+        const RECORD_BYTES: usize = 64 << 10;
+        const PARTITIONS: i32 = 3;
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("t", PARTITIONS, 1).expect("topic");
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .expect("producer");
+        let payload = vec![b'x'; RECORD_BYTES];
+        for partition in 0..PARTITIONS {
+            for _ in 0..RECORDS {
+                producer
+                    .send(
+                        BaseRecord::<(), _>::to("t")
+                            .partition(partition)
+                            .payload(&payload),
+                    )
+                    .map_err(|(error, _)| error)
+                    .expect("queued");
+            }
+        }
+        producer.flush(Duration::from_secs(10)).expect("flushed");
+
+        let mut kafka = KafkaConfig {
+            brokers: cluster.bootstrap_servers(),
+            topic: "t".into(),
+            ..KafkaConfig::default()
+        };
+        // One fetch brings every record, so the polls find them all at hand.
+        for key in ["fetch.max.bytes", "max.partition.fetch.bytes"] {
+            kafka.properties.insert(key.into(), "50000000".into());
+        }
+        let metrics = Metrics::new();
+        let consumer: BaseConsumer<SourceContext> = consumer_config(&kafka)
+            .create_with_context(SourceContext::new("t", Arc::clone(&metrics)))
+            .expect("consumer");
+        consumer.subscribe(&["t"]).expect("subscribed");
+        // librdkafka's mock broker keeps about 5 MiB a partition: all of these.
+        for partition in 0..PARTITIONS {
+            assert_eq!(
+                consumer
+                    .fetch_watermarks("t", partition, Duration::from_secs(10))
+                    .ok(),
+                Some((0, RECORDS as i64))
+            );
+        }
+        let (batches_in, batches) = sync_channel(BATCHES_IN_FLIGHT);
+        let (_spare_in, spare) = sync_channel(BATCHES_IN_FLIGHT);
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let intake = Intake {
+            consumer: Arc::new(consumer),
+            metrics,
+            shutdown: Arc::clone(&shutdown),
+            decode: DecodeOptions {
+                now: now_millis(),
+                max_future_skew: 0,
+                max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            },
+            new_parser: RecordParser::new(InputFormat::Json, &InputConfig::default()),
+            batches: batches_in,
+            spare,
+        };
+        let thread = std::thread::spawn(move || intake.run());
+
+        let mut sizes = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let total = PARTITIONS as usize * RECORDS * RECORD_BYTES;
+        while sizes.iter().sum::<usize>() < total {
+            let batch = batches
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("all records within a minute; got {sizes:?}"));
+            let bytes = batch
+                .iter()
+                .map(|polled| match polled {
+                    Polled::Record { pending, .. } => pending.bytes,
+                    _ => 0,
+                })
+                .sum::<usize>();
+            if bytes > 0 {
+                sizes.push(bytes);
+            }
+        }
+        shutdown.store(true, Ordering::Relaxed);
+        drop(batches);
+        thread.join().expect("intake stops");
+        // Each batch stops at the record that reaches the bound.
+        assert!(
+            sizes
+                .iter()
+                .all(|&bytes| bytes < BATCH_BYTES + RECORD_BYTES),
+            "{sizes:?}"
+        );
+        // And the bound is what ended them: a batch reached it.
+        assert!(sizes.iter().any(|&bytes| bytes >= BATCH_BYTES), "{sizes:?}");
+    }
+}
