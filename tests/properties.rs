@@ -10,7 +10,7 @@ use stormwatch::alert::Alert;
 use stormwatch::config::Config;
 use stormwatch::decode::{decode_json, DecodeOptions, DEFAULT_MAX_RECORD_BYTES};
 use stormwatch::engine::Engine;
-use stormwatch::event::{normalize_message_id, Event};
+use stormwatch::event::{normalize_message_id, Event, MAX_ID_BYTES};
 use stormwatch::subject::{analyze_into, decode_rfc2047, first_prefix, normalize, PrefixKind};
 
 /// 2024-03-04T09:00:00Z
@@ -101,6 +101,8 @@ fn subject() -> impl Strategy<Value = String> {
         )
         .prop_map(str::to_owned),
         any::<String>(),
+        // Long text: two or more of these pass the most of a subject a thread key keeps.
+        Just("Quarterly résultats ".repeat(30)),
     ];
     prop::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
 }
@@ -234,6 +236,13 @@ fn model_key(h: &Headers) -> Option<String> {
         return Some(key.to_owned());
     }
     let normalized = normalize(decoded.as_deref().unwrap_or_default());
+    // A `subject:` key is no longer than an id may be: the normalized subject counts up to
+    // the last whole character within 990 bytes.
+    let mut end = normalized.len().min(MAX_ID_BYTES - "subject:".len());
+    while !normalized.is_char_boundary(end) {
+        end -= 1;
+    }
+    let normalized = &normalized[..end];
     (!normalized.is_empty()).then(|| format!("subject:{normalized}"))
 }
 

@@ -266,8 +266,19 @@ fn normalize_subject(s: &str) -> (String, bool) {
         }
         break;
     }
-    let collapsed = rest.split_whitespace().collect::<Vec<_>>().join(" ");
-    (collapsed.to_lowercase(), first == Some(true))
+    let mut normalized = rest
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    // What counts of it is bounded: up to the last whole character within 990 bytes, so a
+    // `subject:` key is no longer than an id may be.
+    let mut end = normalized.len().min(990);
+    while !normalized.is_char_boundary(end) {
+        end -= 1;
+    }
+    normalized.truncate(end);
+    (normalized, first == Some(true))
 }
 
 const MIN_RECIPIENTS: u64 = 2500;
