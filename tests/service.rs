@@ -7,7 +7,7 @@ use common::kafka::{
     cluster, count, event, events, http_get, kinds, sample, storm, wait_for_metrics, wait_ready,
     Intruder, MIN, T0,
 };
-use common::recorder::Recorder;
+use common::receiver::Recorder;
 use std::time::{Duration, Instant};
 use stormwatch::timefmt::{format_millis, now_millis};
 

@@ -2,13 +2,13 @@
 //! record what they get and answer as scripted (503s, 400s, refused connections), so retries,
 //! drops, Alertmanager re-posting and shutdown are exercised through reqwest for real.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
-use axum::Router;
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::receiver::Receiver;
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stormwatch::alert::{Alert, AlertKind, RuleName, Severity};
 use stormwatch::config::SinksConfig;
@@ -71,82 +71,6 @@ async fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool)
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// One request as the receiver saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: Method,
-    path: String,
-    content_type: Option<String>,
-    body: Value,
-    status: StatusCode,
-}
-
-type Script = Arc<dyn Fn(usize) -> StatusCode + Send + Sync>;
-
-/// A recording HTTP receiver; `script(n)` is the status of the n-th request (0-based).
-#[derive(Clone)]
-struct Receiver {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    script: Script,
-}
-
-impl Receiver {
-    async fn start(
-        script: impl Fn(usize) -> StatusCode + Send + Sync + 'static,
-    ) -> (Self, SocketAddr) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        (Self::serve(listener, script), addr)
-    }
-
-    fn serve(
-        listener: TcpListener,
-        script: impl Fn(usize) -> StatusCode + Send + Sync + 'static,
-    ) -> Self {
-        let receiver = Receiver {
-            seen: Arc::default(),
-            script: Arc::new(script),
-        };
-        let app = Router::new().fallback(record).with_state(receiver.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        receiver
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    fn accepted(&self) -> Vec<Seen> {
-        self.seen()
-            .into_iter()
-            .filter(|s| s.status.is_success())
-            .collect()
-    }
-}
-
-async fn record(
-    State(receiver): State<Receiver>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, [(header::HeaderName, &'static str); 1]) {
-    let mut seen = receiver.seen.lock().unwrap();
-    let status = (receiver.script)(seen.len());
-    seen.push(Seen {
-        method,
-        path: uri.path().to_owned(),
-        content_type: headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        status,
-    });
-    // A scripted redirect points somewhere a client would follow it to: this receiver again.
-    (status, [(header::LOCATION, "/moved")])
 }
 
 fn webhook_config(url: String) -> SinksConfig {

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
-pub mod recorder;
+pub mod receiver;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
