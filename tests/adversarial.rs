@@ -114,3 +114,58 @@ fn the_binary_replays_the_attack_and_reports_the_limits_reached() {
         "{stderr}"
     );
 }
+
+/// Ids and subjects as long as stormwatch keeps them: 3,000 replies, each opening a
+/// conversation keyed by a 990-byte References id with a 1 KiB subject (about 2 KB a thread),
+/// then a real storm. Under a 1 MiB `limits.max_thread_bytes` the threads are evicted by bytes
+/// long before `max_threads`, and the storm is still found.
+#[test]
+fn long_ids_and_subjects_are_evicted_by_bytes_and_the_real_storm_is_found() {
+    let mut input = String::new();
+    for i in 0..3_000 {
+        input += &serde_json::json!({
+            "timestamp": 1_700_000_000_000i64 + i, "message_id": format!("<m{i}@x>"),
+            "sender": "a@x", "recipient_count": 3,
+            "references": format!("<{i}{}@x>", "r".repeat(980)),
+            "subject": format!("Re: {}", "𝕊".repeat(300)),
+        })
+        .to_string();
+        input.push('\n');
+    }
+    for i in 0..3 {
+        input += &serde_json::json!({
+            "timestamp": 1_700_000_010_000i64 + i * 60_000, "message_id": format!("<s{i}@x>"),
+            "sender": format!("s{i}@x"), "recipient_count": 5_000, "references": "<all@x>",
+            "subject": "Re: all staff",
+        })
+        .to_string();
+        input.push('\n');
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bytes.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nmax_thread_bytes = 1048576\nmax_message_id_bytes = 1048576\n",
+    )
+    .expect("config");
+    let config = config.to_string_lossy().into_owned();
+    let output = common::run(&["replay", "--config", &config], input.as_bytes());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // About 2 KB a thread: some 500 fit in 1 MiB, so about 2,500 of 3,003 threads went.
+    let evicted: u64 = stderr
+        .split("limits reached: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no limits line: {stderr}"));
+    assert!((2_300..2_700).contains(&evicted), "{stderr}");
+    let alerts = common::json_lines(&output.stdout);
+    assert_eq!(alerts.len(), 1, "{stderr}");
+    assert_eq!(alerts[0]["kind"], "storm_started");
+    assert_eq!(alerts[0]["thread_key"], "all@x");
+    // At the default bounds all 3,003 threads fit (the caps are a million).
+    let output = common::run(&["replay"], input.as_bytes());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("limits reached"), "{stderr}");
+}

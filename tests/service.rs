@@ -548,6 +548,14 @@ fn a_rebalance_mid_storm_loses_nothing_and_announces_nothing_twice() {
         0,
         "nothing handed back was late"
     );
+    // The storm's thread holds its key and subject; the counted reply-alls' records its key.
+    for map in ["threads", "message_ids"] {
+        let series = format!("stormwatch_map_text_bytes{{map=\"{map}\"}} ");
+        assert!(
+            sample(&metrics_after, &series) > 0,
+            "{map}: {metrics_after}"
+        );
+    }
 }
 
 #[test]

@@ -51,6 +51,10 @@ const DEFAULT_MAX_PENDING_BYTES: usize = 256 << 20;
 /// The least `input.*.max_pending_bytes`.
 const MIN_PENDING_BYTES: usize = 1 << 20;
 
+/// The least `limits.max_thread_bytes` and `limits.max_message_id_bytes`: room for about a
+/// thousand of the largest entries.
+const MIN_TEXT_BYTES: usize = 1 << 20;
+
 /// Reading Postfix logs: a message's lines (cleanup, header INFO, qmgr) are joined by host and
 /// queue id in a bounded map.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,6 +277,15 @@ pub struct LimitsConfig {
     pub max_subjects: usize,
     /// Reply-alls kept per thread; past it the oldest are dropped and counts saturate.
     pub max_reply_alls_per_thread: usize,
+    /// Bytes of text the tracked threads hold (their keys' and latest subjects' bytes); past
+    /// it threads are evicted as past `max_threads`. Real mail meets `max_threads` first (a
+    /// thread holds 30 to 150 bytes of text); this bounds hostile mail, whose ids and subjects
+    /// can make a thread hold 2 KB.
+    pub max_thread_bytes: usize,
+    /// Bytes of thread keys the message-id records hold; past it the oldest records are
+    /// evicted as past `max_message_ids`. Real mail meets `max_message_ids` first; this bounds
+    /// hostile mail, whose References ids can make each record keep a 1 KB key alive.
+    pub max_message_id_bytes: usize,
     /// Have the kernel back the maps' room for the caps at start (`run` only): the memory the
     /// caps allow is in use from the start, so a memory limit too small for them fails at once
     /// rather than mid-storm, and the maps never wait on page faults while they fill.
@@ -286,6 +299,8 @@ impl Default for LimitsConfig {
             max_message_ids: 4_000_000,
             max_subjects: 100_000,
             max_reply_alls_per_thread: 100_000,
+            max_thread_bytes: 256 << 20,
+            max_message_id_bytes: 512 << 20,
             pretouch: true,
         }
     }
@@ -424,6 +439,18 @@ impl Config {
         for (key, value) in caps {
             if value == 0 {
                 return bad(key, "must be at least 1");
+            }
+        }
+        let byte_caps = [
+            ("limits.max_thread_bytes", self.limits.max_thread_bytes),
+            (
+                "limits.max_message_id_bytes",
+                self.limits.max_message_id_bytes,
+            ),
+        ];
+        for (key, value) in byte_caps {
+            if value < MIN_TEXT_BYTES {
+                return bad(key, "must be at least 1048576 (1 MiB)");
             }
         }
         self.validate_input()?;

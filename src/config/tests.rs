@@ -178,6 +178,8 @@ fn input_defaults_and_overrides() {
     assert_eq!(c.input.postfix.qmgr_wait, Duration::from_secs(30 * 60));
     assert_eq!(c.input.postfix.max_pending, 100_000);
     assert_eq!(c.input.postfix.max_pending_bytes, 256 << 20);
+    assert_eq!(c.limits.max_thread_bytes, 256 << 20);
+    assert_eq!(c.limits.max_message_id_bytes, 512 << 20);
     assert_eq!(c.input.exchange.max_pending_bytes, 256 << 20);
     assert_eq!(c.input.postfix.utc_offset, "+00:00");
     assert_eq!(c.input.exchange.fields, "");
@@ -230,6 +232,14 @@ fn bad_input_settings_name_their_key() {
         (
             "[input.exchange]\nmax_pending_bytes = 0\n",
             "input.exchange.max_pending_bytes",
+        ),
+        (
+            "[limits]\nmax_thread_bytes = 1000\n",
+            "limits.max_thread_bytes",
+        ),
+        (
+            "[limits]\nmax_message_id_bytes = 1048575\n",
+            "limits.max_message_id_bytes",
         ),
         (
             "[input.postfix]\nline_field = \" \"\n",

@@ -185,6 +185,12 @@ impl<V> LruMap<V> {
         (self.slots.capacity(), self.table.capacity())
     }
 
+    /// Every entry's value, in slab order.
+    #[cfg(test)]
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.slots.iter().filter_map(|slot| slot.value.as_ref())
+    }
+
     /// Entries held.
     pub fn len(&self) -> usize {
         self.table.len()

@@ -212,6 +212,11 @@ pub struct Engine {
     message_ids: LruMap<MessageRecord>,
     /// Normalized subject hash -> thread key.
     subjects: LruMap<Arc<str>>,
+    /// The tracked threads' [`Thread::text_bytes`], bounded by `limits.max_thread_bytes`.
+    thread_bytes: usize,
+    /// The bytes of the thread keys the message-id records hold (each record counts its key,
+    /// shared or not), bounded by `limits.max_message_id_bytes`.
+    message_id_bytes: usize,
     deadlines: BinaryHeap<Deadline>,
     active: BTreeSet<Arc<str>>,
     next_epoch: u64,
@@ -239,6 +244,8 @@ impl Engine {
             threads: LruMap::with_max_len(lengths.threads),
             message_ids: LruMap::with_max_len(lengths.message_ids),
             subjects: LruMap::with_max_len(lengths.subjects),
+            thread_bytes: 0,
+            message_id_bytes: 0,
             hasher: KeyHasher::new(),
             now: None,
             deadlines: BinaryHeap::new(),
@@ -342,6 +349,27 @@ impl Engine {
         self.threads.len()
     }
 
+    /// The bytes of text the tracked threads hold, their subjects and shared keys (at most
+    /// `limits.max_thread_bytes` between events).
+    pub fn thread_bytes(&self) -> usize {
+        self.thread_bytes
+    }
+
+    /// The bytes of thread keys the message-id records hold (at most
+    /// `limits.max_message_id_bytes` between events).
+    pub fn message_id_bytes(&self) -> usize {
+        self.message_id_bytes
+    }
+
+    /// [`Self::thread_bytes`] and [`Self::message_id_bytes`] counted again from the maps.
+    #[cfg(test)]
+    fn recounted_text_bytes(&self) -> (usize, usize) {
+        (
+            self.threads.values().map(Thread::text_bytes).sum(),
+            self.message_ids.values().map(|r| r.thread.len()).sum(),
+        )
+    }
+
     /// Message ids remembered (at most `limits.max_message_ids`).
     pub fn remembered_message_ids(&self) -> usize {
         self.message_ids.len()
@@ -430,6 +458,7 @@ impl Engine {
             // Only a reply-all that was counted makes later lines of its message duplicates.
             self.record_message(id, thread, counted.then_some(at));
         }
+        self.evict_over_text_bounds();
         if counted {
             self.stats.counted += 1;
             Outcome::Counted
@@ -590,7 +619,9 @@ impl Engine {
     /// new copy when the thread is not tracked.
     fn tracked_copy(&mut self, hash: KeyHash, found: Found, key: &KeyText<'_>) -> Arc<str> {
         match self.threads.get_found_mut(&hash, found) {
-            Some(tracked) => tracked.share_key(|| key.to_shared()).clone(),
+            Some(tracked) => change_thread(tracked, &mut self.thread_bytes, |tracked| {
+                tracked.share_key(|| key.to_shared()).clone()
+            }),
             None => key.to_shared(),
         }
     }
@@ -614,6 +645,8 @@ impl Engine {
             let key = self.hand_over_key(thread);
             if let Some(record) = self.message_ids.touch_found(&id_hash, found) {
                 if !Arc::ptr_eq(&record.thread, &key) {
+                    self.message_id_bytes =
+                        (self.message_id_bytes + key.len()).saturating_sub(record.thread.len());
                     record.thread = key;
                 }
                 if let Some(counted_at) = counted_at {
@@ -626,6 +659,7 @@ impl Engine {
             return;
         }
         let key = self.hand_over_key(thread);
+        self.message_id_bytes += key.len();
         self.message_ids.insert_new(
             id_hash,
             MessageRecord {
@@ -634,13 +668,38 @@ impl Engine {
             },
         );
         if self.message_ids.len() > self.settings.max_message_ids.min(lru::MAX_ENTRIES - 1) {
-            self.message_ids.pop_front();
+            self.pop_oldest_message_id();
             // The next record evicted drops its share of a thread key: load the key's count.
             if let Some((_, next)) = self.message_ids.front() {
                 lru::prefetch_shared(&next.thread);
             }
             self.stats.message_id_evictions += 1;
         }
+    }
+
+    /// Evicts the oldest message-id record, keeping [`Self::message_id_bytes`] right.
+    fn pop_oldest_message_id(&mut self) -> bool {
+        let Some((_, record)) = self.message_ids.pop_front() else {
+            return false;
+        };
+        self.message_id_bytes = self.message_id_bytes.saturating_sub(record.thread.len());
+        true
+    }
+
+    /// Evicts past the byte bounds on the texts the maps hold, as past their entry caps: the
+    /// oldest message-id records, and the least recently active threads without a storm.
+    /// Real mail meets the entry caps first; hostile mail, whose ids and subjects run to a
+    /// kilobyte each, would otherwise hold gigabytes under the default caps (BENCHMARKS.md,
+    /// session 16).
+    fn evict_over_text_bounds(&mut self) {
+        while self.message_id_bytes > self.settings.max_message_id_bytes
+            && self.pop_oldest_message_id()
+        {
+            self.stats.message_id_evictions += 1;
+        }
+        while self.thread_bytes > self.settings.max_thread_bytes
+            && evict_one(&mut self.threads, &mut self.stats, &mut self.thread_bytes)
+        {}
     }
 
     /// Records `normalized subject -> key` (latest wins).
@@ -683,6 +742,7 @@ impl Engine {
             thread_of.key.shared(),
             self.settings.max_threads,
             &mut self.stats,
+            &mut self.thread_bytes,
         ) else {
             if is_reply_all {
                 self.stats.untracked_reply_alls += 1;
@@ -690,14 +750,18 @@ impl Engine {
             return false;
         };
         if let Some(subject) = &event.subject {
-            thread.set_subject(truncate_chars(subject, MAX_SUBJECT_CHARS));
+            change_thread(thread, &mut self.thread_bytes, |thread| {
+                thread.set_subject(truncate_chars(subject, MAX_SUBJECT_CHARS));
+            });
         }
         if !is_reply_all {
             return false;
         }
         // A thread with reply-alls may have a storm, which the alerts, the deadlines and the
         // active set name: it shares its key from now on.
-        let key = thread.share_key(|| thread_of.key.to_shared()).clone();
+        let key = change_thread(thread, &mut self.thread_bytes, |thread| {
+            thread.share_key(|| thread_of.key.to_shared()).clone()
+        });
         thread_of.key = KeyText::Shared(key.clone());
         let settings = &self.settings;
         lowercase_into(&event.sender, &mut self.sender_buf);
@@ -769,7 +833,8 @@ impl Engine {
 /// The thread for `key`, created (making room under the cap) when new, and marked most
 /// recently active. `None` only when the cap is reached and no thread near the old end can be
 /// evicted because they all have active storms. `found` is a lookup of `hash` made on the way,
-/// if any (searched again when no longer current).
+/// if any (searched again when no longer current). `thread_bytes` is the threads' text bytes
+/// ([`Engine::thread_bytes`]), kept right.
 fn thread_entry<'a>(
     threads: &'a mut LruMap<Thread>,
     hash: KeyHash,
@@ -777,26 +842,48 @@ fn thread_entry<'a>(
     shared_key: Option<&Arc<str>>,
     cap: usize,
     stats: &mut EngineStats,
+    thread_bytes: &mut usize,
 ) -> Option<&'a mut Thread> {
     let found = threads.current(&hash, found);
     if found.is_held() {
         let thread = threads.touch_found(&hash, found)?;
         // A thread that has no shared copy of its key yet takes the one the caller has.
         if let Some(key) = shared_key {
-            thread.share_key(|| key.clone());
+            change_thread(thread, thread_bytes, |thread| {
+                thread.share_key(|| key.clone());
+            });
         }
         return Some(thread);
     }
-    if threads.len() >= cap.min(lru::MAX_ENTRIES) && !evict_one(threads, stats) {
+    if threads.len() >= cap.min(lru::MAX_ENTRIES) && !evict_one(threads, stats, thread_bytes) {
         return None;
     }
-    Some(threads.insert_new(hash, Thread::new(shared_key)))
+    let thread = Thread::new(shared_key);
+    *thread_bytes += thread.text_bytes();
+    Some(threads.insert_new(hash, thread))
+}
+
+/// Runs `change` on `thread`, keeping `thread_bytes` ([`Engine::thread_bytes`]) right: every
+/// change to a tracked thread's subject or key goes through here.
+fn change_thread<R>(
+    thread: &mut Thread,
+    thread_bytes: &mut usize,
+    change: impl FnOnce(&mut Thread) -> R,
+) -> R {
+    let before = thread.text_bytes();
+    let result = change(thread);
+    *thread_bytes = (*thread_bytes + thread.text_bytes()).saturating_sub(before);
+    result
 }
 
 /// Evicts the least recently active thread without an active storm. Threads with active storms
 /// met on the way are moved to the young end: they are never evicted, and this keeps the scan
 /// short.
-fn evict_one(threads: &mut LruMap<Thread>, stats: &mut EngineStats) -> bool {
+fn evict_one(
+    threads: &mut LruMap<Thread>,
+    stats: &mut EngineStats,
+    thread_bytes: &mut usize,
+) -> bool {
     for _ in 0..EVICTION_SCAN.min(threads.len()) {
         let Some((hash, thread)) = threads.front() else {
             return false;
@@ -805,7 +892,9 @@ fn evict_one(threads: &mut LruMap<Thread>, stats: &mut EngineStats) -> bool {
             threads.touch(&hash);
             continue;
         }
-        threads.pop_front();
+        if let Some((_, evicted)) = threads.pop_front() {
+            *thread_bytes = thread_bytes.saturating_sub(evicted.text_bytes());
+        }
         stats.thread_evictions += 1;
         // The next thread evicted frees its key and subject: load them now.
         if let Some((_, next)) = threads.front() {

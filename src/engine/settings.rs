@@ -27,6 +27,11 @@ pub struct Settings {
     pub max_subjects: usize,
     /// Reply-alls kept per thread.
     pub max_reply_alls_per_thread: usize,
+    /// Bytes of keys and subjects the tracked threads hold ([`super::Engine::thread_bytes`]).
+    pub max_thread_bytes: usize,
+    /// Bytes of thread keys the message-id records hold
+    /// ([`super::Engine::message_id_bytes`]).
+    pub max_message_id_bytes: usize,
     /// Whether alerts list senders.
     pub include_senders: bool,
     /// The enabled rules.
@@ -53,6 +58,8 @@ impl Settings {
             max_message_ids: l.max_message_ids,
             max_subjects: l.max_subjects,
             max_reply_alls_per_thread: l.max_reply_alls_per_thread,
+            max_thread_bytes: l.max_thread_bytes,
+            max_message_id_bytes: l.max_message_id_bytes,
             include_senders: config.alerts.include_senders,
             rules: RuleSet::from_config(&config.rules),
         }

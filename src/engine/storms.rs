@@ -5,7 +5,7 @@
 
 use super::thread::{Storm, Thread};
 use super::window::{ReplyWindows, WindowStats};
-use super::{thread_entry, Engine, ThreadOf};
+use super::{change_thread, thread_entry, Engine, ThreadOf};
 use crate::alert::{Alert, AlertKind, RuleName, Severity};
 use crate::timefmt::Millis;
 use std::cmp::Reverse;
@@ -152,16 +152,19 @@ impl Engine {
             Some(&resumed.thread_key),
             self.settings.max_threads,
             &mut self.stats,
+            &mut self.thread_bytes,
         ) else {
             return false;
         };
         if thread.storm().is_some() {
             return false;
         }
-        let key = thread.share_key(|| resumed.thread_key.clone()).clone();
-        if thread.subject.is_none() {
-            thread.subject = resumed.subject.as_deref().map(Box::from);
-        }
+        let key = change_thread(thread, &mut self.thread_bytes, |thread| {
+            if thread.subject.is_none() {
+                thread.subject = resumed.subject.as_deref().map(Box::from);
+            }
+            thread.share_key(|| resumed.thread_key.clone()).clone()
+        });
         let epoch = self.next_epoch;
         self.next_epoch += 1;
         thread.start_storm(Storm {
@@ -180,6 +183,7 @@ impl Engine {
         if let Some(now) = self.now {
             self.end_quiet_storms(now, alerts);
         }
+        self.evict_over_text_bounds();
         true
     }
 

@@ -1511,3 +1511,120 @@ fn events_handed_back_out_of_order_are_caught_in_debug_builds() {
     engine.prefetch_batch([&first, &second], &mut batch);
     engine.ingest_prefetched(&second, &mut batch, &mut Vec::new());
 }
+
+// ---- bounded text bytes --------------------------------------------------------------------
+
+/// A reply to a conversation of its own, keyed by a References root of about 1,000 bytes and
+/// carrying a 1 KiB subject: the most text a thread and a message-id record can hold.
+fn long_reply(i: i64, recipients: u64) -> Event<'static> {
+    let root = format!("<{i}{}@x>", "r".repeat(980));
+    ev(serde_json::json!({
+        "timestamp": T0 + i, "message_id": format!("<long{i}@x>"), "sender": "a@x",
+        "recipient_count": recipients, "references": root,
+        "subject": format!("Re: {i} {}", "𝕊".repeat(300)),
+    }))
+}
+
+#[test]
+fn text_bytes_are_counted_exactly_as_threads_and_records_change() {
+    let mut run = Run::with(capped(50, 80, 10, 100));
+    let mut events: Vec<Event<'static>> = Vec::new();
+    for i in 0..300 {
+        events.push(long_reply(i, if i % 7 == 0 { 3000 } else { 3 }));
+        // A reply to the previous message by In-Reply-To alone: its record names the
+        // previous one's thread.
+        events.push(ev(serde_json::json!({
+            "timestamp": T0 + i, "message_id": format!("<short{i}@x>"), "sender": "b@x",
+            "recipient_count": 3, "in_reply_to": format!("<long{i}@x>"),
+            "subject": if i % 2 == 0 { "Re: other" } else { "Re: again" },
+        })));
+        if i % 5 == 0 {
+            // A message seen again on another thread: its record names the new one.
+            events.push(ev(serde_json::json!({
+                "timestamp": T0 + i, "message_id": format!("<long{i}@x>"), "sender": "a@x",
+                "recipient_count": 3, "thread_id": format!("moved{i}"),
+            })));
+        }
+    }
+    events.extend(new_conversations(100));
+    events.extend((0..3).map(|i| {
+        reply_all(
+            1.0 + i as f64,
+            &format!("s{i}"),
+            &format!("s{i}@x"),
+            3000,
+            "t",
+        )
+    }));
+    for event in events {
+        run.feed([event]);
+        assert_eq!(
+            (run.engine.thread_bytes(), run.engine.message_id_bytes()),
+            run.engine.recounted_text_bytes()
+        );
+    }
+    assert!(run.engine.thread_bytes() > 0 && run.engine.message_id_bytes() > 0);
+}
+
+#[test]
+fn long_texts_are_evicted_by_bytes_before_the_caps_are_reached() {
+    let bound = 1 << 20;
+    let mut config = capped(100_000, 100_000, 100, 100);
+    config.limits.max_thread_bytes = bound;
+    config.limits.max_message_id_bytes = bound;
+    let mut run = Run::with(config);
+    for i in 0..5_000 {
+        run.feed([long_reply(i, 3)]);
+        assert!(run.engine.thread_bytes() <= bound);
+        assert!(run.engine.message_id_bytes() <= bound);
+    }
+    // About 2 KiB a thread (key and subject) and 1 KiB a record.
+    let threads = run.engine.tracked_threads();
+    let records = run.engine.remembered_message_ids();
+    assert!((400..600).contains(&threads), "{threads}");
+    assert!((900..1_100).contains(&records), "{records}");
+    assert_eq!(
+        run.engine.stats().thread_evictions as usize,
+        5_000 - threads
+    );
+    assert_eq!(
+        run.engine.stats().message_id_evictions as usize,
+        5_000 - records
+    );
+    // The newest stay: a reply to the latest message still joins its thread.
+    let reply = ev(serde_json::json!({
+        "timestamp": T0 + 5_000, "message_id": "<late@x>", "sender": "c@x",
+        "recipient_count": 3, "in_reply_to": "<long4999@x>",
+    }));
+    let root = format!("4999{}@x", "r".repeat(980));
+    assert_eq!(
+        run.engine.thread_key_of(&reply).as_deref(),
+        Some(root.as_str())
+    );
+}
+
+#[test]
+fn the_byte_bound_never_evicts_an_active_storm() {
+    let mut config = Config::default();
+    config.limits.max_thread_bytes = 1 << 20;
+    let mut run = Run::with(config);
+    run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
+    assert_eq!(run.alerts.len(), 1);
+    run.feed((0..3_000).map(|i| long_reply(i + 3 * MIN, 3)));
+    assert!(run.engine.stats().thread_evictions > 2_000);
+    // The storm's thread is still tracked: its next reply-alls escalate it (the exchange
+    // rule: ten within the hour), rather than start a new storm.
+    run.feed((3..10).map(|i| {
+        reply_all(
+            3.5 + i as f64 / 10.0,
+            &format!("m{i}"),
+            &format!("q{i}@x"),
+            3000,
+            "t",
+        )
+    }));
+    assert_eq!(
+        run.alerts.iter().map(|a| a.kind).collect::<Vec<_>>(),
+        [AlertKind::StormStarted, AlertKind::StormEscalated]
+    );
+}

@@ -71,6 +71,13 @@ impl Thread {
         }
     }
 
+    /// The bytes of text it holds: its subject and its key's shared copy, if it has one.
+    /// What `limits.max_thread_bytes` counts. (A key shared with message-id records is
+    /// counted by them too: an over-count, never an under-count.)
+    pub fn text_bytes(&self) -> usize {
+        self.subject.as_deref().map_or(0, str::len) + self.key.len()
+    }
+
     /// Its key's shared copy, if it has one yet.
     pub fn shared_key(&self) -> Option<&Arc<str>> {
         (!self.key.is_empty()).then_some(&self.key)

@@ -687,6 +687,15 @@ impl Detector {
         metrics
             .tracked_threads
             .set(i64::try_from(self.engine.tracked_threads()).unwrap_or(i64::MAX));
+        for (map, bytes) in [
+            ("threads", self.engine.thread_bytes()),
+            ("message_ids", self.engine.message_id_bytes()),
+        ] {
+            metrics
+                .map_text_bytes
+                .with_label_values(&[map])
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         metrics.record_stream_time(self.engine.stream_time());
         metrics.caught_up.set(i64::from(self.merger.caught_up()));
         let correlation = self.correlator.stats();
