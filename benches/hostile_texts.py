@@ -13,7 +13,8 @@ texts (BENCHMARKS.md, "Session 16").
                                   with a 4 KiB subject and 900-byte message and reference ids
 
 The entry caps alone (`limits.max_threads`, `limits.max_message_ids`, `input.*.max_pending`)
-let such input hold 5.3 GB (json), 0.6 GB (postfix) and 1 GB (exchange); the byte bounds
+let such input hold 5.3 GB (json), 0.6 GB (postfix) and 1.45 GB (exchange, of which the
+assembly map about 1 GB); the byte bounds
 (`limits.max_thread_bytes`, `limits.max_message_id_bytes`, `input.*.max_pending_bytes`) hold it
 to what they allow.
 """

@@ -78,6 +78,9 @@ pub struct Metrics {
     /// `stormwatch_log_messages_dropped_total{reason}`: messages being assembled from mail-log
     /// lines that were dropped before they were complete.
     pub log_messages_dropped_total: IntCounterVec,
+    /// `stormwatch_log_messages_emitted_early_total`: messages complete enough to emit that
+    /// the assembly map evicted before their wait was over.
+    pub log_messages_emitted_early_total: IntCounter,
     /// `stormwatch_log_messages_pending`: messages being assembled from mail-log lines.
     pub log_messages_pending: IntGauge,
     /// `stormwatch_log_messages_pending_bytes`: what the messages being assembled hold.
@@ -136,6 +139,15 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
 fn gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
     let metric =
         Gauge::new(name, help).unwrap_or_else(|e| panic!("metric {name} is well-formed: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| panic!("metric {name} registers once: {e}"));
+    metric
+}
+
+fn int_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric =
+        IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name} is well-formed: {e}"));
     registry
         .register(Box::new(metric.clone()))
         .unwrap_or_else(|e| panic!("metric {name} registers once: {e}"));
@@ -305,6 +317,11 @@ impl Metrics {
                 "stormwatch_log_messages_dropped_total",
                 "Messages assembled from mail-log lines that were dropped before they were complete, by reason.",
                 &["reason"],
+            ),
+            log_messages_emitted_early_total: int_counter(
+                &registry,
+                "stormwatch_log_messages_emitted_early_total",
+                "Messages assembled from mail-log lines that were emitted before their wait was over, evicted from a full map (input.*.max_pending, input.*.max_pending_bytes).",
             ),
             log_messages_pending: int_gauge(
                 &registry,

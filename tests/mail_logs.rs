@@ -188,3 +188,66 @@ fn max_pending_bytes_bounds_what_hostile_lines_hold_and_the_storm_is_still_found
     assert_one_early_storm(&alerts, 9003);
     assert!(!stderr.contains("evicted"), "{stderr}");
 }
+
+#[test]
+fn exchange_messages_evicted_by_max_pending_bytes_are_emitted_early_and_counted() {
+    let sample = std::fs::read_to_string(EXCHANGE).expect("sample log");
+    let fields = sample
+        .lines()
+        .find(|l| l.starts_with("#Fields:"))
+        .expect("a #Fields: line")
+        .to_string();
+    assert!(fields.starts_with("#Fields: date-time,"), "{fields}");
+    // 2,000 messages with 4 KiB subjects, all waiting for their EXPAND rows at once, an hour
+    // before the sample's storm.
+    let mut input = format!("{fields}\n");
+    let subject = "s".repeat(4096);
+    for n in 0..2_000 {
+        let mut row: Vec<String> = fields
+            .trim_start_matches("#Fields: ")
+            .split(',')
+            .map(|_| String::new())
+            .collect();
+        let set = |row: &mut Vec<String>, name: &str, value: String| {
+            let index = fields
+                .trim_start_matches("#Fields: ")
+                .split(',')
+                .position(|f| f == name)
+                .unwrap_or_else(|| panic!("no {name} column"));
+            row[index] = value;
+        };
+        set(&mut row, "date-time", "2025-11-25T08:00:00.000Z".into());
+        set(&mut row, "event-id", "RECEIVE".into());
+        set(&mut row, "internal-message-id", format!("{n}"));
+        set(&mut row, "message-id", format!("<h{n}@x.org>"));
+        set(&mut row, "recipient-count", "1".into());
+        set(&mut row, "message-subject", subject.clone());
+        set(&mut row, "sender-address", "h@x.org".into());
+        input += &row.join(",");
+        input.push('\n');
+    }
+    input += &sample;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "[input.exchange]\nmax_pending_bytes = 1048576\n").expect("write");
+    let config = path.to_str().unwrap_or_default();
+    let (alerts, stderr) = replay(
+        &[
+            "replay",
+            "--config",
+            config,
+            "--format",
+            "exchange-tracking",
+            "-",
+        ],
+        input.as_bytes(),
+    );
+    assert_one_early_storm(&alerts, 9003);
+    // About 230 fit in 1 MiB; the rest were emitted as the next arrived.
+    let early = summary_count(&stderr, "events assembled (");
+    assert!((1_700..1_900).contains(&early), "{stderr}");
+    assert!(
+        stderr.contains("early, evicted from a full map"),
+        "{stderr}"
+    );
+}

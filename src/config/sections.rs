@@ -51,8 +51,8 @@ const DEFAULT_MAX_PENDING_BYTES: usize = 256 << 20;
 /// The least `input.*.max_pending_bytes`.
 const MIN_PENDING_BYTES: usize = 1 << 20;
 
-/// The least `limits.max_thread_bytes` and `limits.max_message_id_bytes`: room for about a
-/// thousand of the largest entries.
+/// The least `limits.max_thread_bytes` and `limits.max_message_id_bytes`: room for about 500
+/// threads or 1,000 records of the largest.
 const MIN_TEXT_BYTES: usize = 1 << 20;
 
 /// Reading Postfix logs: a message's lines (cleanup, header INFO, qmgr) are joined by host and

@@ -108,8 +108,9 @@ impl Dropped {
 pub struct CorrelationStats {
     /// Events emitted.
     pub emitted: u64,
-    /// Entries evicted at the cap that were complete enough to be emitted anyway (also in
-    /// `emitted`, and counted under [`Dropped::Evicted`] only when not emitted).
+    /// Entries evicted from a full map (`max_pending`, `max_pending_bytes`) that were complete
+    /// enough to be emitted anyway (also in `emitted`; those not complete are counted under
+    /// [`Dropped::Evicted`]).
     pub evicted_emitted: u64,
     dropped: [u64; Dropped::ALL.len()],
 }

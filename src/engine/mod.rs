@@ -365,7 +365,10 @@ impl Engine {
     #[cfg(test)]
     fn recounted_text_bytes(&self) -> (usize, usize) {
         (
-            self.threads.values().map(Thread::text_bytes).sum(),
+            self.threads
+                .values()
+                .map(Thread::recounted_text_bytes)
+                .sum(),
             self.message_ids.values().map(|r| r.thread.len()).sum(),
         )
     }
@@ -454,11 +457,12 @@ impl Engine {
             self.record_subject(&key);
         }
         let counted = self.apply_to_thread(&mut thread, event, is_reply_all, now, alerts);
+        let touched = thread.hash;
         if let Some(id) = id {
             // Only a reply-all that was counted makes later lines of its message duplicates.
             self.record_message(id, thread, counted.then_some(at));
         }
-        self.evict_over_text_bounds();
+        self.evict_over_text_bounds(touched);
         if counted {
             self.stats.counted += 1;
             Outcome::Counted
@@ -645,6 +649,7 @@ impl Engine {
             let key = self.hand_over_key(thread);
             if let Some(record) = self.message_ids.touch_found(&id_hash, found) {
                 if !Arc::ptr_eq(&record.thread, &key) {
+                    debug_assert!(self.message_id_bytes >= record.thread.len());
                     self.message_id_bytes =
                         (self.message_id_bytes + key.len()).saturating_sub(record.thread.len());
                     record.thread = key;
@@ -682,23 +687,30 @@ impl Engine {
         let Some((_, record)) = self.message_ids.pop_front() else {
             return false;
         };
+        debug_assert!(self.message_id_bytes >= record.thread.len());
         self.message_id_bytes = self.message_id_bytes.saturating_sub(record.thread.len());
         true
     }
 
     /// Evicts past the byte bounds on the texts the maps hold, as past their entry caps: the
-    /// oldest message-id records, and the least recently active threads without a storm.
-    /// Real mail meets the entry caps first; hostile mail, whose ids and subjects run to a
-    /// kilobyte each, would otherwise hold gigabytes under the default caps (BENCHMARKS.md,
-    /// session 16).
-    fn evict_over_text_bounds(&mut self) {
+    /// oldest message-id records, and the least recently active threads without a storm, up
+    /// to `touched`, the thread the event just updated (were active storms alone over the
+    /// bound, it would otherwise be next). Real mail meets the entry caps first; hostile
+    /// mail, whose ids and subjects run to a kilobyte each, would otherwise hold gigabytes
+    /// under the default caps (BENCHMARKS.md, session 16).
+    fn evict_over_text_bounds(&mut self, touched: KeyHash) {
         while self.message_id_bytes > self.settings.max_message_id_bytes
             && self.pop_oldest_message_id()
         {
             self.stats.message_id_evictions += 1;
         }
         while self.thread_bytes > self.settings.max_thread_bytes
-            && evict_one(&mut self.threads, &mut self.stats, &mut self.thread_bytes)
+            && evict_one(
+                &mut self.threads,
+                &mut self.stats,
+                &mut self.thread_bytes,
+                Some(touched),
+            )
         {}
     }
 
@@ -767,7 +779,9 @@ impl Engine {
         lowercase_into(&event.sender, &mut self.sender_buf);
         let sender = self.hasher.hash64(&self.sender_buf);
         if settings.include_senders {
-            thread.remember_sender(sender, &self.sender_buf);
+            change_thread(thread, &mut self.thread_bytes, |thread| {
+                thread.remember_sender(sender, &self.sender_buf);
+            });
         }
         let windows = thread.windows_or_insert_with(|| {
             ReplyWindows::new(&settings.rules.widths, settings.max_reply_alls_per_thread)
@@ -781,7 +795,11 @@ impl Engine {
             now,
         );
         if settings.include_senders {
-            thread.forget_absent_senders();
+            change_thread(
+                thread,
+                &mut self.thread_bytes,
+                Thread::forget_absent_senders,
+            );
         }
 
         if let Some(storm) = thread.storm_mut() {
@@ -855,7 +873,8 @@ fn thread_entry<'a>(
         }
         return Some(thread);
     }
-    if threads.len() >= cap.min(lru::MAX_ENTRIES) && !evict_one(threads, stats, thread_bytes) {
+    if threads.len() >= cap.min(lru::MAX_ENTRIES) && !evict_one(threads, stats, thread_bytes, None)
+    {
         return None;
     }
     let thread = Thread::new(shared_key);
@@ -872,27 +891,33 @@ fn change_thread<R>(
 ) -> R {
     let before = thread.text_bytes();
     let result = change(thread);
+    debug_assert!(*thread_bytes >= before);
     *thread_bytes = (*thread_bytes + thread.text_bytes()).saturating_sub(before);
     result
 }
 
 /// Evicts the least recently active thread without an active storm. Threads with active storms
 /// met on the way are moved to the young end: they are never evicted, and this keeps the scan
-/// short.
+/// short. Stops, evicting nothing, on reaching `keep`.
 fn evict_one(
     threads: &mut LruMap<Thread>,
     stats: &mut EngineStats,
     thread_bytes: &mut usize,
+    keep: Option<KeyHash>,
 ) -> bool {
     for _ in 0..EVICTION_SCAN.min(threads.len()) {
         let Some((hash, thread)) = threads.front() else {
             return false;
         };
+        if Some(hash) == keep {
+            return false;
+        }
         if thread.storm().is_some() {
             threads.touch(&hash);
             continue;
         }
         if let Some((_, evicted)) = threads.pop_front() {
+            debug_assert!(*thread_bytes >= evicted.text_bytes());
             *thread_bytes = thread_bytes.saturating_sub(evicted.text_bytes());
         }
         stats.thread_evictions += 1;

@@ -183,7 +183,7 @@ impl Engine {
         if let Some(now) = self.now {
             self.end_quiet_storms(now, alerts);
         }
-        self.evict_over_text_bounds();
+        self.evict_over_text_bounds(hash);
         true
     }
 

@@ -1525,9 +1525,24 @@ fn long_reply(i: i64, recipients: u64) -> Event<'static> {
     }))
 }
 
+/// Checks the engine's text byte counts against a count from its maps.
+fn assert_text_bytes_exact(engine: &Engine) {
+    assert_eq!(
+        (engine.thread_bytes(), engine.message_id_bytes()),
+        engine.recounted_text_bytes()
+    );
+}
+
 #[test]
 fn text_bytes_are_counted_exactly_as_threads_and_records_change() {
-    let mut run = Run::with(capped(50, 80, 10, 100));
+    let mut config = capped(50, 80, 10, 100);
+    // Sender addresses count too, when alerts list them.
+    config.alerts.include_senders = true;
+    let mut run = Run::with(config);
+    assert!(run
+        .engine
+        .resume_storm(resumed("resumed", T0), &mut run.alerts));
+    assert_text_bytes_exact(&run.engine);
     let mut events: Vec<Event<'static>> = Vec::new();
     for i in 0..300 {
         events.push(long_reply(i, if i % 7 == 0 { 3000 } else { 3 }));
@@ -1547,21 +1562,15 @@ fn text_bytes_are_counted_exactly_as_threads_and_records_change() {
         }
     }
     events.extend(new_conversations(100));
-    events.extend((0..3).map(|i| {
-        reply_all(
-            1.0 + i as f64,
-            &format!("s{i}"),
-            &format!("s{i}@x"),
-            3000,
-            "t",
-        )
+    // Reply-alls from many long addresses: the thread remembers them, then forgets those no
+    // longer in any window.
+    events.extend((0..200).map(|i| {
+        let sender = format!("{i}{}@x", "s".repeat(900));
+        reply_all(1.0 + i as f64, &format!("s{i}"), &sender, 3000, "t")
     }));
     for event in events {
         run.feed([event]);
-        assert_eq!(
-            (run.engine.thread_bytes(), run.engine.message_id_bytes()),
-            run.engine.recounted_text_bytes()
-        );
+        assert_text_bytes_exact(&run.engine);
     }
     assert!(run.engine.thread_bytes() > 0 && run.engine.message_id_bytes() > 0);
 }
@@ -1578,6 +1587,7 @@ fn long_texts_are_evicted_by_bytes_before_the_caps_are_reached() {
         assert!(run.engine.thread_bytes() <= bound);
         assert!(run.engine.message_id_bytes() <= bound);
     }
+    assert_text_bytes_exact(&run.engine);
     // About 2 KiB a thread (key and subject) and 1 KiB a record.
     let threads = run.engine.tracked_threads();
     let records = run.engine.remembered_message_ids();
@@ -1627,4 +1637,43 @@ fn the_byte_bound_never_evicts_an_active_storm() {
         run.alerts.iter().map(|a| a.kind).collect::<Vec<_>>(),
         [AlertKind::StormStarted, AlertKind::StormEscalated]
     );
+}
+
+/// Were active storms alone over the byte bound, the thread an event just updated is not
+/// evicted for them: a new conversation still gathers its reply-alls.
+#[test]
+fn the_byte_bound_never_evicts_the_thread_just_updated() {
+    let settings = Settings {
+        max_thread_bytes: 10_000,
+        ..Settings::default()
+    };
+    let mut run = Run {
+        engine: Engine::new(settings),
+        alerts: Vec::new(),
+        outcomes: Vec::new(),
+    };
+    // Ten storms on threads with 1 KiB subjects: about 10,500 bytes, over the bound.
+    for t in 0..10 {
+        run.feed((0..3).map(|i| {
+            ev(serde_json::json!({
+                "timestamp": T0 + t * 1_000 + i, "message_id": format!("<m{t}.{i}@x>"),
+                "sender": format!("q{i}@x"), "recipient_count": 3000,
+                "thread_id": format!("storm{t}"),
+                "subject": format!("Re: {}", "𝕊".repeat(300)),
+            }))
+        }));
+    }
+    assert_eq!(run.engine.active_storms().len(), 10);
+    assert!(run.engine.thread_bytes() > 10_000);
+    run.feed((0..3).map(|i| {
+        reply_all(
+            1.0 + i as f64,
+            &format!("n{i}"),
+            &format!("n{i}@x"),
+            3000,
+            "new",
+        )
+    }));
+    assert_eq!(run.engine.active_storms().len(), 11);
+    assert_text_bytes_exact(&run.engine);
 }

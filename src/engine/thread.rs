@@ -59,6 +59,8 @@ struct Activity {
     /// case (off) costs one pointer instead of an empty map's 48 bytes.
     #[allow(clippy::box_collection)]
     sender_names: Option<Box<HashMap<u64, Arc<str>>>>,
+    /// The bytes of the addresses in `sender_names`.
+    sender_bytes: usize,
 }
 
 impl Thread {
@@ -71,11 +73,26 @@ impl Thread {
         }
     }
 
-    /// The bytes of text it holds: its subject and its key's shared copy, if it has one.
-    /// What `limits.max_thread_bytes` counts. (A key shared with message-id records is
-    /// counted by them too: an over-count, never an under-count.)
+    /// The bytes of text it holds: its subject, its key's shared copy if it has one, and the
+    /// sender addresses it remembers for alerts. What `limits.max_thread_bytes` counts. (A key
+    /// shared with message-id records is counted by them too: an over-count, never an
+    /// under-count.)
     pub fn text_bytes(&self) -> usize {
-        self.subject.as_deref().map_or(0, str::len) + self.key.len()
+        self.subject.as_deref().map_or(0, str::len)
+            + self.key.len()
+            + self.activity.as_deref().map_or(0, |a| a.sender_bytes)
+    }
+
+    /// [`Self::text_bytes`] counted again from what it holds.
+    #[cfg(test)]
+    pub fn recounted_text_bytes(&self) -> usize {
+        let names = self
+            .activity
+            .as_deref()
+            .and_then(|a| a.sender_names.as_deref());
+        self.subject.as_deref().map_or(0, str::len)
+            + self.key.len()
+            + names.map_or(0, |names| names.values().map(|name| name.len()).sum())
     }
 
     /// Its key's shared copy, if it has one yet.
@@ -156,11 +173,12 @@ impl Thread {
 
     /// Remembers a sender's address for alerts that list senders.
     pub fn remember_sender(&mut self, hash: u64, address: &str) {
-        self.activity()
-            .sender_names
-            .get_or_insert_with(Box::default)
-            .entry(hash)
-            .or_insert_with(|| Arc::from(address));
+        let activity = self.activity();
+        let names = activity.sender_names.get_or_insert_with(Box::default);
+        if let std::collections::hash_map::Entry::Vacant(entry) = names.entry(hash) {
+            entry.insert(Arc::from(address));
+            activity.sender_bytes += address.len();
+        }
     }
 
     /// Drops addresses of senders no longer in any window, once they clearly outnumber them.
@@ -178,6 +196,10 @@ impl Thread {
             let live: std::collections::HashSet<u64> =
                 windows.senders(widest).into_iter().collect();
             names.retain(|hash, _| live.contains(hash));
+            let kept = names.values().map(|name| name.len()).sum();
+            if let Some(activity) = self.activity.as_deref_mut() {
+                activity.sender_bytes = kept;
+            }
         }
     }
 

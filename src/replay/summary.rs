@@ -45,7 +45,7 @@ pub struct Summary {
     pub storms_ended: u64,
     /// Storms still active at the end of input (no end is invented for them).
     pub active: Vec<StormSnapshot>,
-    /// Threads evicted at the cap.
+    /// Threads evicted at the caps (`limits.max_threads`, `limits.max_thread_bytes`).
     pub thread_evictions: u64,
     /// Reply-alls dropped at the per-thread cap or untracked.
     pub reply_alls_dropped: u64,
@@ -155,9 +155,17 @@ impl Summary {
         if let Some(stats) = &self.correlation {
             let _ = writeln!(
                 s,
-                "  {} lines: {} events assembled, {} lines ignored{}, {} messages dropped{}",
+                "  {} lines: {} events assembled{}, {} lines ignored{}, {} messages dropped{}",
                 self.format,
                 stats.emitted,
+                if stats.evicted_emitted > 0 {
+                    format!(
+                        " ({} early, evicted from a full map)",
+                        stats.evicted_emitted
+                    )
+                } else {
+                    String::new()
+                },
                 self.lines_ignored_total(),
                 breakdown(self.lines_ignored.iter().map(|(r, n)| (r.label(), *n))),
                 stats.dropped_total(),

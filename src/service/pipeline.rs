@@ -710,6 +710,11 @@ impl Detector {
                     .inc_by(new);
             }
         }
+        metrics.log_messages_emitted_early_total.inc_by(
+            correlation
+                .evicted_emitted
+                .saturating_sub(self.previous_correlation.evicted_emitted),
+        );
         self.previous_correlation = correlation;
         metrics
             .log_messages_pending

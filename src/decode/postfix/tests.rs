@@ -478,7 +478,7 @@ proptest::proptest! {
 #[test]
 fn the_bytes_waiting_are_bounded_whatever_the_lines_hold() {
     // A real message weighs a few hundred bytes: the default bound (256 MiB) holds the
-    // default 100,000 of them twice over.
+    // default 100,000 of them about six times over.
     let mut c = PostfixCorrelator::new(settings());
     let mut out = Vec::new();
     for (token, text) in MESSAGE[..5].iter().enumerate() {
