@@ -15,6 +15,7 @@ use crate::decode::Malformed;
 use crate::engine::{EngineStats, StormSnapshot};
 use crate::latency::LatencySeries;
 use crate::timefmt::Millis;
+use prometheus::core::Collector;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -118,49 +119,46 @@ pub fn thread_key_label(thread_key: &str) -> &str {
     }
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| panic!("metric {name} is well-formed: {e}"));
+/// `made`, registered: a metric that is not well formed or is registered twice is a bug in
+/// this file, which every test that builds [`Metrics`] finds.
+fn registered<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    name: &str,
+    made: prometheus::Result<M>,
+) -> M {
+    let metric = made.unwrap_or_else(|e| panic!("metric {name} is well-formed: {e}"));
     registry
         .register(Box::new(metric.clone()))
         .unwrap_or_else(|e| panic!("metric {name} registers once: {e}"));
     metric
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(
+        registry,
+        name,
+        IntCounterVec::new(Opts::new(name, help), labels),
+    )
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let metric = IntGaugeVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| panic!("metric {name} is well-formed: {e}"));
-    registry
-        .register(Box::new(metric.clone()))
-        .unwrap_or_else(|e| panic!("metric {name} registers once: {e}"));
-    metric
+    registered(
+        registry,
+        name,
+        IntGaugeVec::new(Opts::new(name, help), labels),
+    )
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
-    let metric =
-        Gauge::new(name, help).unwrap_or_else(|e| panic!("metric {name} is well-formed: {e}"));
-    registry
-        .register(Box::new(metric.clone()))
-        .unwrap_or_else(|e| panic!("metric {name} registers once: {e}"));
-    metric
+    registered(registry, name, Gauge::new(name, help))
 }
 
 fn int_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let metric =
-        IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name} is well-formed: {e}"));
-    registry
-        .register(Box::new(metric.clone()))
-        .unwrap_or_else(|e| panic!("metric {name} registers once: {e}"));
-    metric
+    registered(registry, name, IntCounter::new(name, help))
 }
 
 fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let metric =
-        IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name} is well-formed: {e}"));
-    registry
-        .register(Box::new(metric.clone()))
-        .unwrap_or_else(|e| panic!("metric {name} registers once: {e}"));
-    metric
+    registered(registry, name, IntGauge::new(name, help))
 }
 
 fn latency(registry: &Registry, name: &str, help: &str) -> LatencySeries {
@@ -182,24 +180,16 @@ impl Metrics {
     /// programming error caught by the first test, never an input-dependent panic.
     pub fn new() -> Arc<Self> {
         let registry = Registry::new();
-        let reply_alls_total = IntCounter::new(
+        let reply_alls_total = int_counter(
+            &registry,
             "stormwatch_reply_alls_total",
             "Reply-alls counted in thread windows.",
-        )
-        .unwrap_or_else(|e| panic!("metric is well-formed: {e}"));
-        let tracked_threads = IntGauge::new(
+        );
+        let tracked_threads = int_gauge(
+            &registry,
             "stormwatch_tracked_threads",
             "Threads the engine tracks (bounded by limits.max_threads).",
-        )
-        .unwrap_or_else(|e| panic!("metric is well-formed: {e}"));
-        for metric in [
-            Box::new(reply_alls_total.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(tracked_threads.clone()),
-        ] {
-            registry
-                .register(metric)
-                .unwrap_or_else(|e| panic!("metric registers once: {e}"));
-        }
+        );
         let metrics = Metrics {
             events_total: counter_vec(
                 &registry,

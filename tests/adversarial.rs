@@ -94,15 +94,10 @@ fn caps_hold_evictions_are_counted_and_the_real_storm_is_found() {
 #[test]
 fn the_binary_replays_the_attack_and_reports_the_limits_reached() {
     let input = common::generate("adversarial", 1, Some(EVENTS));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("capped.toml");
-    std::fs::write(
-        &config,
+    let config = common::ConfigFile::new(
         "[limits]\nmax_threads = 10000\nmax_message_ids = 20000\nmax_subjects = 1000\nmax_reply_alls_per_thread = 5000\n",
-    )
-    .expect("config");
-    let config = config.to_string_lossy().into_owned();
-    let output = common::run(&["replay", "--config", &config], &input);
+    );
+    let output = common::run(&["replay", "--config", config.path()], &input);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("limits reached:"), "{stderr}");
@@ -141,15 +136,10 @@ fn long_ids_and_subjects_are_evicted_by_bytes_and_the_real_storm_is_found() {
         .to_string();
         input.push('\n');
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("bytes.toml");
-    std::fs::write(
-        &config,
+    let config = common::ConfigFile::new(
         "[limits]\nmax_thread_bytes = 1048576\nmax_message_id_bytes = 1048576\n",
-    )
-    .expect("config");
-    let config = config.to_string_lossy().into_owned();
-    let output = common::run(&["replay", "--config", &config], input.as_bytes());
+    );
+    let output = common::run(&["replay", "--config", config.path()], input.as_bytes());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     // About 2 KB a thread: some 500 fit in 1 MiB, so about 2,500 of 3,003 threads went.

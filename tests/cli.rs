@@ -34,13 +34,8 @@ fn replay_fails_clearly_when_the_input_cannot_be_opened() {
 
 #[test]
 fn a_bad_config_key_is_named() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.toml");
-    std::fs::write(&path, "[detection]\nmin_recipent = 10\n").expect("write");
-    let output = common::run(
-        &["replay", "--config", path.to_str().unwrap_or_default()],
-        b"",
-    );
+    let config = common::ConfigFile::new("[detection]\nmin_recipent = 10\n");
+    let output = common::run(&["replay", "--config", config.path()], b"");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("min_recipent"), "{stderr}");
@@ -56,21 +51,14 @@ fn config_and_environment_change_detection() {
     .join("\n");
     let output = common::run(&["replay"], events.as_bytes());
     assert!(output.stdout.is_empty());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
+    let config = common::ConfigFile::new(
         "[detection]\nmin_recipients = 100\n[rules.early]\nmin_replies = 2\nmin_senders = 2\nwindow = \"10m\"\n",
-    )
-    .expect("write");
-    let output = common::run(
-        &["replay", "--config", path.to_str().unwrap_or_default()],
-        events.as_bytes(),
     );
+    let output = common::run(&["replay", "--config", config.path()], events.as_bytes());
     assert_eq!(common::json_lines(&output.stdout).len(), 1);
     let output = {
         let mut child = common::binary()
-            .args(["replay", "--config", path.to_str().unwrap_or_default()])
+            .args(["replay", "--config", config.path()])
             .env("STORMWATCH_RULES__EARLY__ENABLED", "false")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -103,20 +91,11 @@ fn help_lists_every_command() {
 
 #[test]
 fn print_config_shows_the_effective_configuration() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
+    let file = common::ConfigFile::new(
         "[detection]\nmin_recipients = 1000\n[sinks.stdout]\nenabled = true\n",
-    )
-    .expect("write");
+    );
     let output = common::binary()
-        .args([
-            "run",
-            "--config",
-            path.to_str().unwrap_or_default(),
-            "--print-config",
-        ])
+        .args(["run", "--config", file.path(), "--print-config"])
         .env("STORMWATCH_RULES__EARLY__ENABLED", "false")
         .env(
             "STORMWATCH_KAFKA__PROPERTIES__SASL_MECHANISM",

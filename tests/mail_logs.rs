@@ -50,10 +50,8 @@ fn a_postfix_log_shows_the_storm() {
 
 #[test]
 fn the_format_can_come_from_the_configuration() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.toml");
-    std::fs::write(&path, "[input]\nformat = \"postfix\"\n").expect("write");
-    let config = path.to_str().unwrap_or_default();
+    let config = common::ConfigFile::new("[input]\nformat = \"postfix\"\n");
+    let config = config.path();
     let (alerts, _) = replay(&["replay", "--config", config, POSTFIX], b"");
     assert_one_early_storm(&alerts, 9003);
     // The flag wins over the file: read as JSON, every line is malformed.
@@ -161,14 +159,10 @@ fn summary_count(stderr: &str, label: &str) -> u64 {
 fn max_pending_bytes_bounds_what_hostile_lines_hold_and_the_storm_is_still_found() {
     let mut input = hostile_postfix_lines();
     input.extend(std::fs::read(POSTFIX).expect("sample log"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
+    let config = common::ConfigFile::new(
         "[input.postfix]\nmax_pending = 100000\nmax_pending_bytes = 1048576\n",
-    )
-    .expect("write");
-    let config = path.to_str().unwrap_or_default();
+    );
+    let config = config.path();
     let (alerts, stderr) = replay(
         &["replay", "--config", config, "--format", "postfix", "-"],
         &input,
@@ -227,10 +221,8 @@ fn exchange_messages_evicted_by_max_pending_bytes_are_emitted_early_and_counted(
         input.push('\n');
     }
     input += &sample;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.toml");
-    std::fs::write(&path, "[input.exchange]\nmax_pending_bytes = 1048576\n").expect("write");
-    let config = path.to_str().unwrap_or_default();
+    let config = common::ConfigFile::new("[input.exchange]\nmax_pending_bytes = 1048576\n");
+    let config = config.path();
     let (alerts, stderr) = replay(
         &[
             "replay",

@@ -8,6 +8,30 @@ pub mod receiver;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+/// A configuration file for the binary's `--config`, removed when dropped.
+pub struct ConfigFile {
+    _dir: tempfile::TempDir,
+    path: String,
+}
+
+impl ConfigFile {
+    /// A file holding `toml`.
+    pub fn new(toml: &str) -> ConfigFile {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stormwatch.toml");
+        std::fs::write(&path, toml).expect("the configuration is written");
+        ConfigFile {
+            path: path.to_string_lossy().into_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// Its path, for `--config`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
 /// The binary under test, built by cargo for the integration tests.
 pub fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stormwatch"))

@@ -31,6 +31,20 @@ fn row(
     )
 }
 
+/// A RECEIVE row of message `internal` to one list, at 10:00.
+fn receive(internal: &str, reference: &str, subject: &str) -> String {
+    row(
+        "2026-11-25T10:00:00Z",
+        "RECEIVE",
+        internal,
+        "all@x.org",
+        "1",
+        "",
+        reference,
+        subject,
+    )
+}
+
 fn parse_all(
     parser: &mut ExchangeParser,
     lines: &[String],
@@ -381,18 +395,6 @@ proptest::proptest! {
 fn texts_too_long_to_keep_drop_the_message_and_long_texts_are_bounded() {
     use crate::event::MAX_ID_BYTES;
     let long = "i".repeat(MAX_ID_BYTES + 1);
-    let receive = |internal: &str, reference: &str, subject: &str| {
-        row(
-            "2026-11-25T10:00:00Z",
-            "RECEIVE",
-            internal,
-            "all@x.org",
-            "1",
-            "",
-            reference,
-            subject,
-        )
-    };
     // An id of the key past the limit makes the row malformed, as in a JSON event.
     let mut parser = ExchangeParser::new("");
     let rows = parse_all(
@@ -479,19 +481,7 @@ fn the_bytes_waiting_are_bounded_whatever_the_rows_hold() {
         c.accept(&row, token, &mut out)
     };
     // A real message weighs a few hundred bytes.
-    let receive = |internal: &str, subject: &str| {
-        row(
-            "2026-11-25T10:00:00Z",
-            "RECEIVE",
-            internal,
-            "all@x.org",
-            "1",
-            "",
-            "<orig@x.org>",
-            subject,
-        )
-    };
-    accept(&mut c, &receive("1", "RE: Lunch"), 0);
+    accept(&mut c, &receive("1", "<orig@x.org>", "RE: Lunch"), 0);
     let real = c.pending_bytes();
     assert!((200..1_000).contains(&real), "{real}");
     // Its EXPAND rows' groups count as it keeps them.
@@ -514,7 +504,11 @@ fn the_bytes_waiting_are_bounded_whatever_the_rows_hold() {
     let subject = "s".repeat(4096);
     let messages = 1_000;
     for n in 0..messages {
-        accept(&mut c, &receive(&format!("x{n}"), &subject), 2 + n);
+        accept(
+            &mut c,
+            &receive(&format!("x{n}"), "<orig@x.org>", &subject),
+            2 + n,
+        );
         assert!(c.pending_bytes() <= bound, "{}", c.pending_bytes());
     }
     let held = c.pending() as u64;

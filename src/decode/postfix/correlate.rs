@@ -79,8 +79,8 @@ struct Entry {
 }
 
 impl Entry {
-    /// Whether a text the event would carry was too long to keep.
-    fn too_long(&self) -> bool {
+    /// The texts the event would carry, as kept so far.
+    fn texts(&self) -> [Option<&Kept>; 5] {
         let sender = self.queued.as_ref().map(|(sender, _, _)| sender);
         [
             self.message_id.as_ref(),
@@ -89,24 +89,22 @@ impl Entry {
             self.references_root.as_ref(),
             sender,
         ]
-        .into_iter()
-        .any(|text| matches!(text, Some(Err(TooLong))))
+    }
+
+    /// Whether a text the event would carry was too long to keep.
+    fn too_long(&self) -> bool {
+        self.texts()
+            .into_iter()
+            .any(|text| matches!(text, Some(Err(TooLong))))
     }
 }
 
 impl HeapBytes for Entry {
     fn heap_bytes(&self) -> usize {
-        let sender = self.queued.as_ref().map(|(sender, _, _)| sender);
-        [
-            self.message_id.as_ref(),
-            self.subject.as_ref(),
-            self.in_reply_to.as_ref(),
-            self.references_root.as_ref(),
-            sender,
-        ]
-        .into_iter()
-        .map(|text| text.map_or(0, Kept::heap_bytes))
-        .sum()
+        self.texts()
+            .into_iter()
+            .map(|text| text.map_or(0, Kept::heap_bytes))
+            .sum()
     }
 }
 
