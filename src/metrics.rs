@@ -47,8 +47,8 @@ pub struct Metrics {
     pub storm_reply_alls: IntGaugeVec,
     /// `stormwatch_tracked_threads`.
     pub tracked_threads: IntGauge,
-    /// `stormwatch_map_text_bytes{map}`: bytes of keys and subjects the threads and the
-    /// message-id records hold.
+    /// `stormwatch_map_text_bytes{map}`: bytes of keys, subjects and sender addresses the
+    /// threads and the message-id records hold.
     pub map_text_bytes: IntGaugeVec,
     /// `stormwatch_evictions_total{map}`: threads, message_ids, subjects, reply_alls.
     pub evictions_total: IntCounterVec,
@@ -225,7 +225,7 @@ impl Metrics {
             map_text_bytes: gauge_vec(
                 &registry,
                 "stormwatch_map_text_bytes",
-                "Bytes of keys and subjects the engine's maps hold, by map (threads: bounded by limits.max_thread_bytes; message_ids: by limits.max_message_id_bytes).",
+                "Bytes of keys, subjects and sender addresses the engine's maps hold, by map (threads: bounded by limits.max_thread_bytes; message_ids: by limits.max_message_id_bytes).",
                 &["map"],
             ),
             storms_active: gauge_vec(

@@ -277,8 +277,9 @@ pub struct LimitsConfig {
     pub max_subjects: usize,
     /// Reply-alls kept per thread; past it the oldest are dropped and counts saturate.
     pub max_reply_alls_per_thread: usize,
-    /// Bytes of text the tracked threads hold (their keys' and latest subjects' bytes); past
-    /// it threads are evicted as past `max_threads`. Real mail meets `max_threads` first (a
+    /// Bytes of text the tracked threads hold (their keys, latest subjects, and with
+    /// `alerts.include_senders` the sender addresses they list, up to 256 KiB a thread); past
+    /// it threads without an active storm are evicted as past `max_threads`. Real mail meets `max_threads` first (a
     /// thread holds 30 to 150 bytes of text); this bounds hostile mail, whose ids and subjects
     /// can make a thread hold 2 KB.
     pub max_thread_bytes: usize,

@@ -349,8 +349,9 @@ impl Engine {
         self.threads.len()
     }
 
-    /// The bytes of text the tracked threads hold, their subjects and shared keys (at most
-    /// `limits.max_thread_bytes` between events).
+    /// The bytes of text the tracked threads hold: their subjects, shared keys and the sender
+    /// addresses alerts list. At most `limits.max_thread_bytes` between events, but for
+    /// threads with active storms (never evicted) and the thread the latest event updated.
     pub fn thread_bytes(&self) -> usize {
         self.thread_bytes
     }
@@ -778,11 +779,6 @@ impl Engine {
         let settings = &self.settings;
         lowercase_into(&event.sender, &mut self.sender_buf);
         let sender = self.hasher.hash64(&self.sender_buf);
-        if settings.include_senders {
-            change_thread(thread, &mut self.thread_bytes, |thread| {
-                thread.remember_sender(sender, &self.sender_buf);
-            });
-        }
         let windows = thread.windows_or_insert_with(|| {
             ReplyWindows::new(&settings.rules.widths, settings.max_reply_alls_per_thread)
         });
@@ -795,11 +791,11 @@ impl Engine {
             now,
         );
         if settings.include_senders {
-            change_thread(
-                thread,
-                &mut self.thread_bytes,
-                Thread::forget_absent_senders,
-            );
+            // Senders gone from the windows first, so that this one finds room.
+            change_thread(thread, &mut self.thread_bytes, |thread| {
+                thread.forget_absent_senders();
+                thread.remember_sender(sender, &self.sender_buf);
+            });
         }
 
         if let Some(storm) = thread.storm_mut() {

@@ -27,7 +27,8 @@ pub struct Settings {
     pub max_subjects: usize,
     /// Reply-alls kept per thread.
     pub max_reply_alls_per_thread: usize,
-    /// Bytes of keys and subjects the tracked threads hold ([`super::Engine::thread_bytes`]).
+    /// Bytes of keys, subjects and listed sender addresses the tracked threads hold
+    /// ([`super::Engine::thread_bytes`]).
     pub max_thread_bytes: usize,
     /// Bytes of thread keys the message-id records hold
     /// ([`super::Engine::message_id_bytes`]).

@@ -1677,3 +1677,47 @@ fn the_byte_bound_never_evicts_the_thread_just_updated() {
     assert_eq!(run.engine.active_storms().len(), 11);
     assert_text_bytes_exact(&run.engine);
 }
+
+/// A storm's thread is never evicted, so the sender addresses it remembers for alerts are
+/// bounded on their own (256 KiB): a storm with thousands of long addresses cannot fill
+/// `limits.max_thread_bytes` and push every other thread out. Those gone from the windows
+/// make room for new ones.
+#[test]
+fn a_thread_remembers_a_bounded_number_of_sender_addresses() {
+    let mut config = Config::default();
+    config.alerts.include_senders = true;
+    let mut run = Run::with(config);
+    let long = |i: usize| format!("{i}{}@x", "s".repeat(900));
+    // 2,000 reply-alls from distinct 900-byte addresses within 40 minutes.
+    run.feed((0..2_000).map(|i| reply_all(i as f64 / 50.0, &format!("m{i}"), &long(i), 3000, "t")));
+    let held = run.engine.thread_bytes();
+    assert!(held <= 256 * 1024 + 1_000, "{held}");
+    assert!(held > 200 * 1024, "{held}");
+    assert_text_bytes_exact(&run.engine);
+    // Two hours on, the storm is over and its senders are gone from the windows: new ones are
+    // remembered and listed.
+    run.feed((0..3).map(|i| {
+        reply_all(
+            160.0 + i as f64,
+            &format!("n{i}"),
+            &format!("new{i}@x"),
+            3000,
+            "t",
+        )
+    }));
+    let started = run
+        .alerts
+        .iter()
+        .rev()
+        .find(|a| a.kind == AlertKind::StormStarted)
+        .expect("a second storm");
+    let listed: Vec<&str> = started
+        .senders
+        .as_ref()
+        .map(|s| s.listed.iter().map(|a| &**a).collect())
+        .unwrap_or_default();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(listed.iter().all(|a| a.starts_with("new")), "{listed:?}");
+    assert!(run.engine.thread_bytes() < 1_000);
+    assert_text_bytes_exact(&run.engine);
+}

@@ -21,6 +21,14 @@ static UNSHARED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
 /// the list stays under 400 KB; the alert says how many senders it leaves out.
 const MAX_LISTED_SENDER_BYTES: usize = 64 * 1024;
 
+/// The most bytes of sender addresses one thread remembers for its alerts: four alerts' worth,
+/// so that addresses of senders gone from the windows can be dropped for new ones without a
+/// search on every reply-all. Why a bound: a storm may have hundreds of thousands of senders in
+/// an hour, each address up to 998 bytes, and a storm's thread is never evicted: unbounded,
+/// its addresses alone could fill `limits.max_thread_bytes`, which would then evict every
+/// other thread.
+const MAX_REMEMBERED_SENDER_BYTES: usize = 4 * MAX_LISTED_SENDER_BYTES;
+
 /// An active storm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Storm {
@@ -61,6 +69,8 @@ struct Activity {
     sender_names: Option<Box<HashMap<u64, Arc<str>>>>,
     /// The bytes of the addresses in `sender_names`.
     sender_bytes: usize,
+    /// Senders not remembered since the last pruning of `sender_names`, for want of room.
+    senders_skipped: usize,
 }
 
 impl Thread {
@@ -172,34 +182,43 @@ impl Thread {
     }
 
     /// Remembers a sender's address for alerts that list senders.
+    /// Up to [`MAX_REMEMBERED_SENDER_BYTES`]: past it a sender is left out of alerts (and
+    /// counted in `senders_omitted`) until older ones leave the windows.
     pub fn remember_sender(&mut self, hash: u64, address: &str) {
         let activity = self.activity();
         let names = activity.sender_names.get_or_insert_with(Box::default);
-        if let std::collections::hash_map::Entry::Vacant(entry) = names.entry(hash) {
-            entry.insert(Arc::from(address));
-            activity.sender_bytes += address.len();
+        if names.contains_key(&hash) {
+            return;
         }
+        if activity.sender_bytes + address.len() > MAX_REMEMBERED_SENDER_BYTES {
+            activity.senders_skipped += 1;
+            return;
+        }
+        names.insert(hash, Arc::from(address));
+        activity.sender_bytes += address.len();
     }
 
-    /// Drops addresses of senders no longer in any window, once they clearly outnumber them.
+    /// Drops addresses of senders no longer in any window, once they clearly outnumber them,
+    /// or once as many senders were left out for want of room as are remembered (so a search
+    /// of the windows is paid for by that many reply-alls).
     pub fn forget_absent_senders(&mut self) {
         let Some(Activity {
             windows: Some(windows),
             sender_names: Some(names),
+            sender_bytes,
+            senders_skipped,
             ..
         }) = self.activity.as_deref_mut()
         else {
             return;
         };
-        if names.len() > 2 * windows.len() + 16 {
+        if names.len() > 2 * windows.len() + 16 || *senders_skipped > names.len() {
             let widest = windows.widest_index();
             let live: std::collections::HashSet<u64> =
                 windows.senders(widest).into_iter().collect();
             names.retain(|hash, _| live.contains(hash));
-            let kept = names.values().map(|name| name.len()).sum();
-            if let Some(activity) = self.activity.as_deref_mut() {
-                activity.sender_bytes = kept;
-            }
+            *sender_bytes = names.values().map(|name| name.len()).sum();
+            *senders_skipped = 0;
         }
     }
 
