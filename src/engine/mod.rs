@@ -879,7 +879,7 @@ fn thread_entry<'a>(
 }
 
 /// Runs `change` on `thread`, keeping `thread_bytes` ([`Engine::thread_bytes`]) right: every
-/// change to a tracked thread's subject or key goes through here.
+/// change to a tracked thread's subject, key or remembered sender addresses goes through here.
 fn change_thread<R>(
     thread: &mut Thread,
     thread_bytes: &mut usize,
