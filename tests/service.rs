@@ -771,6 +771,42 @@ fn exchange_tracking_rows_on_kafka_are_assembled_into_events() {
     assert_the_sample_storm(&alerts[0]);
 }
 
+/// Messages evicted from a full assembly map but complete enough to emit (every Exchange
+/// message: its RECEIVE row is there) are emitted early and counted, not lost.
+#[test]
+fn exchange_messages_evicted_from_a_full_map_are_emitted_early_and_counted() {
+    let c = cluster(1);
+    let mut config = c.config.clone();
+    config.input.format = stormwatch::decode::InputFormat::ExchangeTracking;
+    config.input.exchange.max_pending = 2;
+    let service = c.start(&config);
+    wait_ready(&service, Duration::from_secs(30));
+    let base = now_millis() - 10_000;
+    let mut rows = vec![(
+        0,
+        "#Fields: date-time,event-id,internal-message-id,message-id,recipient-address,recipient-count,related-recipient-address,reference,message-subject,sender-address"
+            .to_string(),
+    )];
+    rows.extend((0..10i64).map(|i| {
+        let at = format_millis(base + i * 100);
+        (
+            0,
+            format!("{at},RECEIVE,{i},<ee{i}@x>,all@x,1,,,hello,s{i}@x"),
+        )
+    }));
+    c.produce(&rows);
+    let metrics_url = format!("http://{}/metrics", service.http_address());
+    // Each RECEIVE past the second evicts the oldest waiting message.
+    let text = wait_for_metrics(&metrics_url, "eight messages emitted early", |t| {
+        sample(t, "stormwatch_log_messages_emitted_early_total ") == 8
+    });
+    service.stop().expect("clean stop");
+    assert!(
+        sample(&text, "stormwatch_log_messages_pending ") <= 2,
+        "{text}"
+    );
+}
+
 #[test]
 fn exchange_rows_read_again_after_a_rebalance_are_assembled_once() {
     // Three reply-alls to a list, each a RECEIVE row (the list is one recipient) and an EXPAND
