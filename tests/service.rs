@@ -771,6 +771,9 @@ fn exchange_tracking_rows_on_kafka_are_assembled_into_events() {
     assert_the_sample_storm(&alerts[0]);
 }
 
+/// The `#Fields:` line of the Exchange rows the service tests produce, on partition 0.
+const EXCHANGE_FIELDS: &str = "#Fields: date-time,event-id,internal-message-id,message-id,recipient-address,recipient-count,related-recipient-address,reference,message-subject,sender-address";
+
 /// Messages evicted from a full assembly map but complete enough to emit (every Exchange
 /// message: its RECEIVE row is there) are emitted early and counted, not lost.
 #[test]
@@ -782,11 +785,7 @@ fn exchange_messages_evicted_from_a_full_map_are_emitted_early_and_counted() {
     let service = c.start(&config);
     wait_ready(&service, Duration::from_secs(30));
     let base = now_millis() - 10_000;
-    let mut rows = vec![(
-        0,
-        "#Fields: date-time,event-id,internal-message-id,message-id,recipient-address,recipient-count,related-recipient-address,reference,message-subject,sender-address"
-            .to_string(),
-    )];
+    let mut rows = vec![(0, EXCHANGE_FIELDS.to_string())];
     rows.extend((0..10i64).map(|i| {
         let at = format_millis(base + i * 100);
         (
@@ -822,11 +821,7 @@ fn exchange_rows_read_again_after_a_rebalance_are_assembled_once() {
     let service = c.start(&config);
     wait_ready(&service, Duration::from_secs(30));
     let base = now_millis() - 10_000;
-    let mut rows = vec![(
-        0,
-        "#Fields: date-time,event-id,internal-message-id,message-id,recipient-address,recipient-count,related-recipient-address,reference,message-subject,sender-address"
-            .to_string(),
-    )];
+    let mut rows = vec![(0, EXCHANGE_FIELDS.to_string())];
     for i in 0..3i64 {
         let at = |ms: i64| format_millis(base + i * 1000 + ms);
         rows.push((
