@@ -48,12 +48,21 @@ pub struct InputConfig {
 /// only hostile lines meet it.
 const DEFAULT_MAX_PENDING_BYTES: usize = 256 << 20;
 
-/// The least `input.*.max_pending_bytes`.
-const MIN_PENDING_BYTES: usize = 1 << 20;
+/// The least of every byte bound (`input.*.max_pending_bytes`, `limits.max_thread_bytes`,
+/// `limits.max_message_id_bytes`): room for a few dozen of the largest waiting messages, about
+/// 500 threads or 1,000 records of the largest.
+const MIN_BYTE_BOUND: usize = 1 << 20;
 
-/// The least `limits.max_thread_bytes` and `limits.max_message_id_bytes`: room for about 500
-/// threads or 1,000 records of the largest.
-const MIN_TEXT_BYTES: usize = 1 << 20;
+/// Refuses a byte bound below [`MIN_BYTE_BOUND`].
+fn check_byte_bound(key: &str, value: usize) -> Result<(), ConfigError> {
+    if value < MIN_BYTE_BOUND {
+        return Err(ConfigError::Key {
+            key: key.into(),
+            message: format!("must be at least {MIN_BYTE_BOUND} (1 MiB)"),
+        });
+    }
+    Ok(())
+}
 
 /// Reading Postfix logs: a message's lines (cleanup, header INFO, qmgr) are joined by host and
 /// queue id in a bounded map.
@@ -279,9 +288,9 @@ pub struct LimitsConfig {
     pub max_reply_alls_per_thread: usize,
     /// Bytes of text the tracked threads hold (their keys, latest subjects, and with
     /// `alerts.include_senders` the sender addresses they list, up to 256 KiB a thread); past
-    /// it threads without an active storm are evicted as past `max_threads`. Real mail meets `max_threads` first (a
-    /// thread holds 30 to 150 bytes of text); this bounds hostile mail, whose ids and subjects
-    /// can make a thread hold 2 KB.
+    /// it threads without an active storm are evicted as past `max_threads`. Real mail meets
+    /// `max_threads` first (a thread holds 30 to 150 bytes of text); this bounds hostile mail,
+    /// whose ids and subjects can make a thread hold 2 KB.
     pub max_thread_bytes: usize,
     /// Bytes of thread keys the message-id records hold; past it the oldest records are
     /// evicted as past `max_message_ids`. Real mail meets `max_message_ids` first; this bounds
@@ -450,9 +459,7 @@ impl Config {
             ),
         ];
         for (key, value) in byte_caps {
-            if value < MIN_TEXT_BYTES {
-                return bad(key, "must be at least 1048576 (1 MiB)");
-            }
+            check_byte_bound(key, value)?;
         }
         self.validate_input()?;
         if self.rules.exchange.min_replies == 0 {
@@ -534,12 +541,7 @@ impl Config {
                 self.input.exchange.max_pending_bytes,
             ),
         ] {
-            if bytes < MIN_PENDING_BYTES {
-                return bad(
-                    key,
-                    format!("must be at least {MIN_PENDING_BYTES} (1 MiB), room for a few dozen of the largest messages"),
-                );
-            }
+            check_byte_bound(key, bytes)?;
         }
         if parse_utc_offset(&self.input.postfix.utc_offset).is_none() {
             return bad(

@@ -171,12 +171,12 @@ impl<T: Copy + Ord> ExchangeCorrelator<T> {
                 self.pending.insert(key, entry, deadline, token);
             }
             RowKind::Expand => {
-                let group = row.related_recipient.trim();
-                let group = (!group.is_empty()).then(|| group_hash(group));
                 let absorbed = self.pending.absorb(&key, token, |entry| {
                     entry.members = entry.members.saturating_add(row.recipient_count);
-                    if let Some(group) = group {
-                        if entry.groups.len() < MAX_GROUPS && !entry.groups.contains(&group) {
+                    let group = row.related_recipient.trim();
+                    if !group.is_empty() && entry.groups.len() < MAX_GROUPS {
+                        let group = group_hash(group);
+                        if !entry.groups.contains(&group) {
                             entry.groups.push(group);
                         }
                     }
