@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Input whose ids and subjects are as long as stormwatch keeps them, for the memory bounds on
-texts (BENCHMARKS.md, "Session 16").
+"""Input whose ids and subjects are as long as stormwatch keeps them, or which gives very many
+threads reply-alls, for the memory bounds on texts and windows (BENCHMARKS.md, "Session 16"
+and "Session 17").
 
     hostile_texts.py json N       N contract events, each a reply opening its own conversation,
                                   keyed by a 990-byte References id and with a 1 KiB subject
@@ -11,12 +12,20 @@ texts (BENCHMARKS.md, "Session 16").
                                   a second of log time (all within qmgr_wait)
     hostile_texts.py exchange N   N Exchange RECEIVE rows at one timestamp (none expires), each
                                   with a 4 KiB subject and 900-byte message and reference ids
+    hostile_texts.py reply-alls N N reply-alls to 2,500 people, each on a conversation of its
+                                  own (distinct In-Reply-To), ten a millisecond: every thread
+                                  holds reply-all windows, and none has a storm
+    hostile_texts.py all N        N events that are both: each a reply-all opening its own
+                                  conversation by a 990-byte References id, with a distinct
+                                  1 KiB subject, so every engine bound fills at once (threads'
+                                  text and windows, records, remembered subjects)
 
 The entry caps alone (`limits.max_threads`, `limits.max_message_ids`, `input.*.max_pending`)
 let such input hold 5.3 GB (json), 0.6 GB (postfix) and 1.45 GB (exchange, of which the
 assembly map about 1 GB); the byte bounds
 (`limits.max_thread_bytes`, `limits.max_message_id_bytes`, `input.*.max_pending_bytes`) hold it
-to what they allow.
+to what they allow. `reply-alls` held 0.8 GB at the default caps before
+`limits.max_window_bytes`.
 """
 import sys
 
@@ -30,15 +39,30 @@ FIELDS = (
 )
 
 
-def json_events(n, write):
+def json_events(n, write, recipients=3, distinct_subjects=False):
     pad = "r" * 980
     subject = "\U0001d54a" * 300
     base_ms = 1_700_000_000_000
     for i in range(n):
+        prefix = "%d " % i if distinct_subjects else ""
         write(
-            '{"timestamp":%d,"message_id":"<m%d@x>","sender":"a@x","recipient_count":3,'
-            '"references":"<%d%s>","subject":"%s"}\n' % (base_ms + i // 10, i, i, pad, subject)
+            '{"timestamp":%d,"message_id":"<m%d@x>","sender":"a@x","recipient_count":%d,'
+            '"references":"<%d%s>","subject":"%s%s"}\n'
+            % (base_ms + i // 10, i, recipients, i, pad, prefix, subject)
         )
+
+
+def reply_alls(n, write):
+    base_ms = 1_700_000_000_000
+    for i in range(n):
+        write(
+            '{"timestamp":%d,"message_id":"m%d@x","sender":"s%d@x","recipient_count":2500,'
+            '"in_reply_to":"root%d@x","subject":"Re: t%d"}\n' % (base_ms + i // 10, i, i, i, i)
+        )
+
+
+def all_bounds(n, write):
+    json_events(n, write, recipients=2500, distinct_subjects=True)
 
 
 def postfix(n, write):
@@ -70,7 +94,14 @@ def exchange(n, write):
 
 def main():
     kind, n = sys.argv[1], int(sys.argv[2])
-    {"json": json_events, "postfix": postfix, "exchange": exchange}[kind](n, sys.stdout.write)
+    generators = {
+        "json": json_events,
+        "postfix": postfix,
+        "exchange": exchange,
+        "reply-alls": reply_alls,
+        "all": all_bounds,
+    }
+    generators[kind](n, sys.stdout.write)
 
 
 if __name__ == "__main__":

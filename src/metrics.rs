@@ -50,6 +50,9 @@ pub struct Metrics {
     /// `stormwatch_map_text_bytes{map}`: bytes of keys, subjects and sender addresses the
     /// threads and the message-id records hold.
     pub map_text_bytes: IntGaugeVec,
+    /// `stormwatch_window_bytes`: what the threads' reply-all windows and storms have
+    /// allocated, estimated.
+    pub window_bytes: IntGauge,
     /// `stormwatch_evictions_total{map}`: threads, message_ids, subjects, reply_alls.
     pub evictions_total: IntCounterVec,
     /// `stormwatch_kafka_consumer_lag{partition}`: messages behind the high watermark.
@@ -227,6 +230,11 @@ impl Metrics {
                 "stormwatch_map_text_bytes",
                 "Bytes of keys, subjects and sender addresses the engine's maps hold, by map (threads: bounded by limits.max_thread_bytes; message_ids: by limits.max_message_id_bytes).",
                 &["map"],
+            ),
+            window_bytes: int_gauge(
+                &registry,
+                "stormwatch_window_bytes",
+                "Bytes the tracked threads' reply-all windows and storms have allocated, estimated (bounded by limits.max_window_bytes).",
             ),
             storms_active: gauge_vec(
                 &registry,

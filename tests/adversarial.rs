@@ -44,6 +44,7 @@ fn caps_hold_evictions_are_counted_and_the_real_storm_is_found() {
     assert!(engine.tracked_threads() <= limits.max_threads);
     assert!(engine.remembered_message_ids() <= limits.max_message_ids);
     assert!(engine.remembered_subjects() <= limits.max_subjects);
+    assert!(engine.window_bytes() <= limits.max_window_bytes);
     // ...because they evicted, and said so.
     let stats = engine.stats();
     assert!(
@@ -155,6 +156,53 @@ fn long_ids_and_subjects_are_evicted_by_bytes_and_the_real_storm_is_found() {
     assert_eq!(alerts[0]["kind"], "storm_started");
     assert_eq!(alerts[0]["thread_key"], "all@x");
     // At the default bounds all 3,003 threads fit (the caps are a million).
+    let output = common::run(&["replay"], input.as_bytes());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("limits reached"), "{stderr}");
+}
+
+/// One reply-all on each of 20,000 conversations, then a real storm. Every such thread holds
+/// reply-all windows (about 550 bytes by the engine's estimate): under a 1 MiB
+/// `limits.max_window_bytes` the threads are evicted by those bytes long before
+/// `max_threads`, and the storm is still found.
+#[test]
+fn reply_alls_on_many_threads_are_evicted_by_window_bytes_and_the_real_storm_is_found() {
+    let mut input = String::new();
+    for i in 0..20_000 {
+        input += &serde_json::json!({
+            "timestamp": 1_700_000_000_000i64 + i, "message_id": format!("<m{i}@x>"),
+            "sender": format!("a{i}@x"), "recipient_count": 2_500,
+            "in_reply_to": format!("<root{i}@x>"),
+        })
+        .to_string();
+        input.push('\n');
+    }
+    for i in 0..3 {
+        input += &serde_json::json!({
+            "timestamp": 1_700_000_030_000i64 + i * 60_000, "message_id": format!("<s{i}@x>"),
+            "sender": format!("s{i}@x"), "recipient_count": 5_000, "references": "<all@x>",
+            "subject": "Re: all staff",
+        })
+        .to_string();
+        input.push('\n');
+    }
+    let config = common::ConfigFile::new("[limits]\nmax_window_bytes = 1048576\n");
+    let output = common::run(&["replay", "--config", config.path()], input.as_bytes());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Some 2,000 threads' windows fit in 1 MiB: about 18,000 of 20,001 threads went.
+    let evicted: u64 = stderr
+        .split("limits reached: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no limits line: {stderr}"));
+    assert!((16_000..19_000).contains(&evicted), "{stderr}");
+    let alerts = common::json_lines(&output.stdout);
+    assert_eq!(alerts.len(), 1, "{stderr}");
+    assert_eq!(alerts[0]["kind"], "storm_started");
+    assert_eq!(alerts[0]["thread_key"], "all@x");
+    // At the default bounds all 20,003 threads fit.
     let output = common::run(&["replay"], input.as_bytes());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("limits reached"), "{stderr}");

@@ -556,6 +556,11 @@ fn a_rebalance_mid_storm_loses_nothing_and_announces_nothing_twice() {
             "{map}: {metrics_after}"
         );
     }
+    // And the storm's windows.
+    assert!(
+        sample(&metrics_after, "stormwatch_window_bytes ") > 0,
+        "{metrics_after}"
+    );
 }
 
 #[test]

@@ -49,8 +49,9 @@ pub struct InputConfig {
 const DEFAULT_MAX_PENDING_BYTES: usize = 256 << 20;
 
 /// The least of every byte bound (`input.*.max_pending_bytes`, `limits.max_thread_bytes`,
-/// `limits.max_message_id_bytes`): room for a few dozen of the largest waiting messages, about
-/// 500 threads or 1,000 records of the largest.
+/// `limits.max_message_id_bytes`, `limits.max_window_bytes`): room for a few dozen of the
+/// largest waiting messages, about 500 threads or 1,000 records of the largest, or a storm of
+/// about 9,000 reply-alls.
 const MIN_BYTE_BOUND: usize = 1 << 20;
 
 /// Refuses a byte bound below [`MIN_BYTE_BOUND`].
@@ -296,6 +297,14 @@ pub struct LimitsConfig {
     /// evicted as past `max_message_ids`. Real mail meets `max_message_ids` first; this bounds
     /// hostile mail, whose References ids can make each record keep a 1 KB key alive.
     pub max_message_id_bytes: usize,
+    /// Bytes the tracked threads' reply-all windows and storms have allocated (about 700 for a
+    /// thread with one reply-all, 110 more a reply-all); past it threads without an active
+    /// storm are evicted as past `max_threads`, and should storms alone hold it, their windows
+    /// stop growing (each new reply-all pushes out the thread's oldest, as past
+    /// `max_reply_alls_per_thread`) and no other thread starts one. Real mail holds a few
+    /// megabytes; this bounds hostile mail that gives hundreds of thousands of threads
+    /// reply-alls, which `max_threads` times `max_reply_alls_per_thread` does not.
+    pub max_window_bytes: usize,
     /// Have the kernel back the maps' room for the caps at start (`run` only): the memory the
     /// caps allow is in use from the start, so a memory limit too small for them fails at once
     /// rather than mid-storm, and the maps never wait on page faults while they fill.
@@ -311,6 +320,7 @@ impl Default for LimitsConfig {
             max_reply_alls_per_thread: 100_000,
             max_thread_bytes: 256 << 20,
             max_message_id_bytes: 512 << 20,
+            max_window_bytes: 128 << 20,
             pretouch: true,
         }
     }
@@ -457,6 +467,7 @@ impl Config {
                 "limits.max_message_id_bytes",
                 self.limits.max_message_id_bytes,
             ),
+            ("limits.max_window_bytes", self.limits.max_window_bytes),
         ];
         for (key, value) in byte_caps {
             check_byte_bound(key, value)?;

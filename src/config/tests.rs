@@ -180,6 +180,7 @@ fn input_defaults_and_overrides() {
     assert_eq!(c.input.postfix.max_pending_bytes, 256 << 20);
     assert_eq!(c.limits.max_thread_bytes, 256 << 20);
     assert_eq!(c.limits.max_message_id_bytes, 512 << 20);
+    assert_eq!(c.limits.max_window_bytes, 128 << 20);
     assert_eq!(c.input.exchange.max_pending_bytes, 256 << 20);
     assert_eq!(c.input.postfix.utc_offset, "+00:00");
     assert_eq!(c.input.exchange.fields, "");
@@ -240,6 +241,10 @@ fn bad_input_settings_name_their_key() {
         (
             "[limits]\nmax_message_id_bytes = 1048575\n",
             "limits.max_message_id_bytes",
+        ),
+        (
+            "[limits]\nmax_window_bytes = 65536\n",
+            "limits.max_window_bytes",
         ),
         (
             "[input.postfix]\nline_field = \" \"\n",

@@ -57,7 +57,7 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::Arc;
 use storms::Deadline;
 pub use storms::{ResumedStorm, StormSnapshot};
-use thread::{Storm, Thread};
+use thread::{HeldBytes, Storm, Thread};
 
 /// What the engine did with one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -212,8 +212,9 @@ pub struct Engine {
     message_ids: LruMap<MessageRecord>,
     /// Normalized subject hash -> thread key.
     subjects: LruMap<Arc<str>>,
-    /// The tracked threads' [`Thread::text_bytes`], bounded by `limits.max_thread_bytes`.
-    thread_bytes: usize,
+    /// What the tracked threads hold besides their entries ([`Thread::held_bytes`]): text
+    /// bounded by `limits.max_thread_bytes`, windows by `limits.max_window_bytes`.
+    held: HeldBytes,
     /// The bytes of the thread keys the message-id records hold (each record counts its key,
     /// shared or not), bounded by `limits.max_message_id_bytes`.
     message_id_bytes: usize,
@@ -244,7 +245,7 @@ impl Engine {
             threads: LruMap::with_max_len(lengths.threads),
             message_ids: LruMap::with_max_len(lengths.message_ids),
             subjects: LruMap::with_max_len(lengths.subjects),
-            thread_bytes: 0,
+            held: HeldBytes::default(),
             message_id_bytes: 0,
             hasher: KeyHasher::new(),
             now: None,
@@ -353,7 +354,15 @@ impl Engine {
     /// addresses alerts list. At most `limits.max_thread_bytes` between events, but for
     /// threads with active storms (never evicted) and the thread the latest event updated.
     pub fn thread_bytes(&self) -> usize {
-        self.thread_bytes
+        self.held.text
+    }
+
+    /// The bytes the tracked threads' reply-all windows, storms and sender tables have
+    /// allocated, estimated. At most `limits.max_window_bytes` between events, but for threads
+    /// with active storms and the thread the latest event updated (and past it no thread's
+    /// windows grow).
+    pub fn window_bytes(&self) -> usize {
+        self.held.windows
     }
 
     /// The bytes of thread keys the message-id records hold (at most
@@ -362,14 +371,15 @@ impl Engine {
         self.message_id_bytes
     }
 
-    /// [`Self::thread_bytes`] and [`Self::message_id_bytes`] counted again from the maps.
+    /// What the threads hold ([`Self::thread_bytes`], [`Self::window_bytes`]) and
+    /// [`Self::message_id_bytes`], counted again from the maps.
     #[cfg(test)]
-    fn recounted_text_bytes(&self) -> (usize, usize) {
+    fn recounted_bytes(&self) -> (HeldBytes, usize) {
         (
             self.threads
                 .values()
-                .map(Thread::recounted_text_bytes)
-                .sum(),
+                .map(Thread::recounted_held_bytes)
+                .fold(HeldBytes::default(), HeldBytes::plus),
             self.message_ids.values().map(|r| r.thread.len()).sum(),
         )
     }
@@ -463,7 +473,7 @@ impl Engine {
             // Only a reply-all that was counted makes later lines of its message duplicates.
             self.record_message(id, thread, counted.then_some(at));
         }
-        self.evict_over_text_bounds(touched);
+        self.evict_over_byte_bounds(touched);
         if counted {
             self.stats.counted += 1;
             Outcome::Counted
@@ -624,7 +634,7 @@ impl Engine {
     /// new copy when the thread is not tracked.
     fn tracked_copy(&mut self, hash: KeyHash, found: Found, key: &KeyText<'_>) -> Arc<str> {
         match self.threads.get_found_mut(&hash, found) {
-            Some(tracked) => change_thread(tracked, &mut self.thread_bytes, |tracked| {
+            Some(tracked) => change_thread(tracked, &mut self.held, |tracked| {
                 tracked.share_key(|| key.to_shared()).clone()
             }),
             None => key.to_shared(),
@@ -693,23 +703,25 @@ impl Engine {
         true
     }
 
-    /// Evicts past the byte bounds on the texts the maps hold, as past their entry caps: the
-    /// oldest message-id records, and the least recently active threads without a storm, up
-    /// to `touched`, the thread the event just updated (were active storms alone over the
-    /// bound, it would otherwise be next). Real mail meets the entry caps first; hostile
-    /// mail, whose ids and subjects run to a kilobyte each, would otherwise hold gigabytes
-    /// under the default caps (BENCHMARKS.md, session 16).
-    fn evict_over_text_bounds(&mut self, touched: KeyHash) {
+    /// Evicts past the byte bounds, as past the entry caps: the oldest message-id records,
+    /// and the least recently active threads without a storm, up to `touched`, the thread the
+    /// event just updated (were active storms alone over the bound, it would otherwise be
+    /// next). Real mail meets the entry caps first; hostile mail, whose ids and subjects run
+    /// to a kilobyte each, or which gives hundreds of thousands of threads a reply-all each,
+    /// would otherwise hold gigabytes under the default caps (BENCHMARKS.md, sessions 16 and
+    /// 17).
+    fn evict_over_byte_bounds(&mut self, touched: KeyHash) {
         while self.message_id_bytes > self.settings.max_message_id_bytes
             && self.pop_oldest_message_id()
         {
             self.stats.message_id_evictions += 1;
         }
-        while self.thread_bytes > self.settings.max_thread_bytes
+        while (self.held.text > self.settings.max_thread_bytes
+            || self.held.windows > self.settings.max_window_bytes)
             && evict_one(
                 &mut self.threads,
                 &mut self.stats,
-                &mut self.thread_bytes,
+                &mut self.held,
                 Some(touched),
             )
         {}
@@ -755,7 +767,7 @@ impl Engine {
             thread_of.key.shared(),
             self.settings.max_threads,
             &mut self.stats,
-            &mut self.thread_bytes,
+            &mut self.held,
         ) else {
             if is_reply_all {
                 self.stats.untracked_reply_alls += 1;
@@ -763,7 +775,7 @@ impl Engine {
             return false;
         };
         if let Some(subject) = &event.subject {
-            change_thread(thread, &mut self.thread_bytes, |thread| {
+            change_thread(thread, &mut self.held, |thread| {
                 thread.set_subject(truncate_chars(subject, MAX_SUBJECT_CHARS));
             });
         }
@@ -772,27 +784,38 @@ impl Engine {
         }
         // A thread with reply-alls may have a storm, which the alerts, the deadlines and the
         // active set name: it shares its key from now on.
-        let key = change_thread(thread, &mut self.thread_bytes, |thread| {
+        let key = change_thread(thread, &mut self.held, |thread| {
             thread.share_key(|| thread_of.key.to_shared()).clone()
         });
         thread_of.key = KeyText::Shared(key.clone());
         let settings = &self.settings;
+        // At `limits.max_window_bytes` after evicting every thread it could, only storms are
+        // left holding it: their windows stop growing, and no thread starts new ones.
+        let windows_full = self.held.windows > settings.max_window_bytes;
+        if windows_full && thread.windows().is_none() {
+            self.stats.untracked_reply_alls += 1;
+            return false;
+        }
         lowercase_into(&event.sender, &mut self.sender_buf);
         let sender = self.hasher.hash64(&self.sender_buf);
-        let windows = thread.windows_or_insert_with(|| {
-            ReplyWindows::new(&settings.rules.widths, settings.max_reply_alls_per_thread)
+        let reply_all = ReplyAll {
+            at: event.timestamp,
+            recipients: event.recipient_count,
+            sender,
+        };
+        self.stats.reply_alls_dropped += change_thread(thread, &mut self.held, |thread| {
+            let windows = thread.windows_or_insert_with(|| {
+                ReplyWindows::new(&settings.rules.widths, settings.max_reply_alls_per_thread)
+            });
+            if windows_full {
+                windows.insert_without_growing(reply_all, now)
+            } else {
+                windows.insert(reply_all, now)
+            }
         });
-        self.stats.reply_alls_dropped += windows.insert(
-            ReplyAll {
-                at: event.timestamp,
-                recipients: event.recipient_count,
-                sender,
-            },
-            now,
-        );
         if settings.include_senders {
             // Senders gone from the windows first, so that this one finds room.
-            change_thread(thread, &mut self.thread_bytes, |thread| {
+            change_thread(thread, &mut self.held, |thread| {
                 thread.forget_absent_senders();
                 thread.remember_sender(sender, &self.sender_buf);
             });
@@ -825,13 +848,14 @@ impl Engine {
             None => {
                 let epoch = self.next_epoch;
                 self.next_epoch += 1;
-                thread.start_storm(Storm {
+                let storm = Storm {
                     started_at: now,
                     severity,
                     rule: rule_name,
                     epoch,
                     last_arrival: self.arrival,
-                });
+                };
+                change_thread(thread, &mut self.held, |thread| thread.start_storm(storm));
                 let deadline = latest.saturating_add(settings.quiet_period);
                 self.deadlines.push(Reverse((deadline, key.clone(), epoch)));
                 self.active.insert(key.clone());
@@ -847,8 +871,8 @@ impl Engine {
 /// The thread for `key`, created (making room under the cap) when new, and marked most
 /// recently active. `None` only when the cap is reached and no thread near the old end can be
 /// evicted because they all have active storms. `found` is a lookup of `hash` made on the way,
-/// if any (searched again when no longer current). `thread_bytes` is the threads' text bytes
-/// ([`Engine::thread_bytes`]), kept right.
+/// if any (searched again when no longer current). `held` is what the threads hold
+/// ([`Engine::thread_bytes`], [`Engine::window_bytes`]), kept right.
 fn thread_entry<'a>(
     threads: &'a mut LruMap<Thread>,
     hash: KeyHash,
@@ -856,39 +880,38 @@ fn thread_entry<'a>(
     shared_key: Option<&Arc<str>>,
     cap: usize,
     stats: &mut EngineStats,
-    thread_bytes: &mut usize,
+    held: &mut HeldBytes,
 ) -> Option<&'a mut Thread> {
     let found = threads.current(&hash, found);
     if found.is_held() {
         let thread = threads.touch_found(&hash, found)?;
         // A thread that has no shared copy of its key yet takes the one the caller has.
         if let Some(key) = shared_key {
-            change_thread(thread, thread_bytes, |thread| {
+            change_thread(thread, held, |thread| {
                 thread.share_key(|| key.clone());
             });
         }
         return Some(thread);
     }
-    if threads.len() >= cap.min(lru::MAX_ENTRIES) && !evict_one(threads, stats, thread_bytes, None)
-    {
+    if threads.len() >= cap.min(lru::MAX_ENTRIES) && !evict_one(threads, stats, held, None) {
         return None;
     }
     let thread = Thread::new(shared_key);
-    *thread_bytes += thread.text_bytes();
+    *held = held.plus(thread.held_bytes());
     Some(threads.insert_new(hash, thread))
 }
 
-/// Runs `change` on `thread`, keeping `thread_bytes` ([`Engine::thread_bytes`]) right: every
-/// change to a tracked thread's subject, key or remembered sender addresses goes through here.
+/// Runs `change` on `thread`, keeping `held` ([`Engine::thread_bytes`],
+/// [`Engine::window_bytes`]) right: every change to a tracked thread's subject, key, remembered
+/// sender addresses, windows or storm goes through here.
 fn change_thread<R>(
     thread: &mut Thread,
-    thread_bytes: &mut usize,
+    held: &mut HeldBytes,
     change: impl FnOnce(&mut Thread) -> R,
 ) -> R {
-    let before = thread.text_bytes();
+    let before = thread.held_bytes();
     let result = change(thread);
-    debug_assert!(*thread_bytes >= before);
-    *thread_bytes = (*thread_bytes + thread.text_bytes()).saturating_sub(before);
+    *held = held.replaced(before, thread.held_bytes());
     result
 }
 
@@ -898,7 +921,7 @@ fn change_thread<R>(
 fn evict_one(
     threads: &mut LruMap<Thread>,
     stats: &mut EngineStats,
-    thread_bytes: &mut usize,
+    held: &mut HeldBytes,
     keep: Option<KeyHash>,
 ) -> bool {
     for _ in 0..EVICTION_SCAN.min(threads.len()) {
@@ -913,8 +936,7 @@ fn evict_one(
             continue;
         }
         if let Some((_, evicted)) = threads.pop_front() {
-            debug_assert!(*thread_bytes >= evicted.text_bytes());
-            *thread_bytes = thread_bytes.saturating_sub(evicted.text_bytes());
+            *held = held.minus(evicted.held_bytes());
         }
         stats.thread_evictions += 1;
         // The next thread evicted frees its key and subject: load them now.

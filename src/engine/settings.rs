@@ -33,6 +33,9 @@ pub struct Settings {
     /// Bytes of thread keys the message-id records hold
     /// ([`super::Engine::message_id_bytes`]).
     pub max_message_id_bytes: usize,
+    /// Bytes the tracked threads' windows and storms have allocated
+    /// ([`super::Engine::window_bytes`]).
+    pub max_window_bytes: usize,
     /// Whether alerts list senders.
     pub include_senders: bool,
     /// The enabled rules.
@@ -61,6 +64,7 @@ impl Settings {
             max_reply_alls_per_thread: l.max_reply_alls_per_thread,
             max_thread_bytes: l.max_thread_bytes,
             max_message_id_bytes: l.max_message_id_bytes,
+            max_window_bytes: l.max_window_bytes,
             include_senders: config.alerts.include_senders,
             rules: RuleSet::from_config(&config.rules),
         }

@@ -132,7 +132,7 @@ impl Engine {
         {
             return false;
         }
-        thread.end_storm();
+        change_thread(thread, &mut self.held, Thread::end_storm);
         self.active.remove(thread_key);
         true
     }
@@ -152,14 +152,14 @@ impl Engine {
             Some(&resumed.thread_key),
             self.settings.max_threads,
             &mut self.stats,
-            &mut self.thread_bytes,
+            &mut self.held,
         ) else {
             return false;
         };
         if thread.storm().is_some() {
             return false;
         }
-        let key = change_thread(thread, &mut self.thread_bytes, |thread| {
+        let key = change_thread(thread, &mut self.held, |thread| {
             if thread.subject.is_none() {
                 thread.subject = resumed.subject.as_deref().map(Box::from);
             }
@@ -167,13 +167,14 @@ impl Engine {
         });
         let epoch = self.next_epoch;
         self.next_epoch += 1;
-        thread.start_storm(Storm {
+        let storm = Storm {
             started_at: resumed.started_at,
             severity: resumed.severity,
             rule: resumed.rule,
             epoch,
             last_arrival: self.arrival,
-        });
+        };
+        change_thread(thread, &mut self.held, |thread| thread.start_storm(storm));
         let latest = thread
             .windows()
             .map_or(resumed.last_active, |w| w.latest().max(resumed.last_active));
@@ -183,7 +184,7 @@ impl Engine {
         if let Some(now) = self.now {
             self.end_quiet_storms(now, alerts);
         }
-        self.evict_over_text_bounds(hash);
+        self.evict_over_byte_bounds(hash);
         true
     }
 
@@ -220,11 +221,14 @@ impl Engine {
         }
         // Windows follow stream time only: a wall-clock end (which may be ahead of it) reads the
         // statistics at `at` without moving them.
-        if let (Some(windows), Some(now)) = (thread.windows_mut(), self.now) {
-            windows.advance(at.min(now));
-        }
+        let now = self.now;
+        change_thread(thread, &mut self.held, |thread| {
+            if let (Some(windows), Some(now)) = (thread.windows_mut(), now) {
+                windows.advance(at.min(now));
+            }
+        });
         alerts.push(thread.alert(AlertKind::StormEnded, at, &self.settings));
-        thread.end_storm();
+        change_thread(thread, &mut self.held, Thread::end_storm);
         self.active.remove(key);
         self.stats.storms_ended += 1;
     }

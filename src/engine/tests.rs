@@ -1525,16 +1525,22 @@ fn long_reply(i: i64, recipients: u64) -> Event<'static> {
     }))
 }
 
-/// Checks the engine's text byte counts against a count from its maps.
-fn assert_text_bytes_exact(engine: &Engine) {
+/// Checks the engine's byte counts (threads' text and windows, records' keys) against a count
+/// from its maps.
+fn assert_bytes_exact(engine: &Engine) {
+    let (held, records) = engine.recounted_bytes();
     assert_eq!(
-        (engine.thread_bytes(), engine.message_id_bytes()),
-        engine.recounted_text_bytes()
+        (
+            engine.thread_bytes(),
+            engine.window_bytes(),
+            engine.message_id_bytes()
+        ),
+        (held.text, held.windows, records)
     );
 }
 
 #[test]
-fn text_bytes_are_counted_exactly_as_threads_and_records_change() {
+fn bytes_are_counted_exactly_as_threads_and_records_change() {
     let mut config = capped(50, 80, 10, 100);
     // Sender addresses count too, when alerts list them.
     config.alerts.include_senders = true;
@@ -1542,7 +1548,7 @@ fn text_bytes_are_counted_exactly_as_threads_and_records_change() {
     assert!(run
         .engine
         .resume_storm(resumed("resumed", T0), &mut run.alerts));
-    assert_text_bytes_exact(&run.engine);
+    assert_bytes_exact(&run.engine);
     let mut events: Vec<Event<'static>> = Vec::new();
     for i in 0..300 {
         events.push(long_reply(i, if i % 7 == 0 { 3000 } else { 3 }));
@@ -1568,11 +1574,128 @@ fn text_bytes_are_counted_exactly_as_threads_and_records_change() {
         let sender = format!("{i}{}@x", "s".repeat(900));
         reply_all(1.0 + i as f64, &format!("s{i}"), &sender, 3000, "t")
     }));
+    // Hours on: the storms end by their quiet period, their windows empty and go.
+    events.push(tick(300.0, "clock"));
     for event in events {
         run.feed([event]);
-        assert_text_bytes_exact(&run.engine);
+        assert_bytes_exact(&run.engine);
     }
     assert!(run.engine.thread_bytes() > 0 && run.engine.message_id_bytes() > 0);
+    assert!(run.alerts.iter().any(|a| a.kind == AlertKind::StormEnded));
+    // A storm announced before a restart and already over is settled: its storm goes.
+    assert!(run
+        .engine
+        .resume_storm(resumed("settled", T0 + 290 * MIN), &mut run.alerts));
+    assert_bytes_exact(&run.engine);
+    assert!(run.engine.settle_ended_storm("settled", T0 - 10 * MIN));
+    assert_bytes_exact(&run.engine);
+}
+
+/// One reply-all on each of many threads: each thread's windows are about 600 bytes, so the
+/// bound on windows evicts threads long before `limits.max_threads` would.
+#[test]
+fn windows_are_evicted_by_bytes_before_the_thread_cap_is_reached() {
+    let bound = 1 << 20;
+    let mut config = Config::default();
+    config.limits.max_window_bytes = bound;
+    let mut run = Run::with(config);
+    let threads = 20_000;
+    for i in 0..threads {
+        let thread = format!("t{i}");
+        run.feed([reply_all(
+            i as f64 / 1_000.0,
+            &format!("m{i}"),
+            "a@x",
+            3000,
+            &thread,
+        )]);
+        assert!(run.engine.window_bytes() <= bound);
+    }
+    assert_bytes_exact(&run.engine);
+    let tracked = run.engine.tracked_threads();
+    assert!((1_000..4_000).contains(&tracked), "{tracked}");
+    assert_eq!(
+        run.engine.stats().thread_evictions as usize,
+        threads - tracked
+    );
+    assert_eq!(run.engine.stats().counted as usize, threads);
+    // The newest threads are still there: two more reply-alls on the latest start its storm.
+    let last = format!("t{}", threads - 1);
+    run.feed((0..2).map(|i| reply_all(20.0, &format!("n{i}"), &format!("n{i}@x"), 3000, &last)));
+    assert_eq!(
+        run.kinds(),
+        [(
+            AlertKind::StormStarted,
+            &*last,
+            Severity::Warning,
+            RuleName::Early
+        )]
+    );
+    assert_eq!(run.alerts[0].reply_alls, 3);
+}
+
+/// Should active storms alone hold the bound on windows (they are never evicted), their
+/// windows stop growing and no other thread starts any; a storm still goes on while its
+/// reply-alls keep coming, and ends a quiet period after the last.
+#[test]
+fn storms_alone_at_the_window_bound_stop_growing_and_go_on() {
+    let bound = 20_000;
+    let mut config = Config::default();
+    config.limits.max_window_bytes = bound;
+    let mut run = Run::with(config);
+    for t in 0..60 {
+        let thread = format!("s{t}");
+        run.feed((0..3).map(|i| {
+            let minute = t as f64 / 100.0 + i as f64 / 1_000.0;
+            reply_all(
+                minute,
+                &format!("m{t}.{i}"),
+                &format!("q{i}@x"),
+                3000,
+                &thread,
+            )
+        }));
+    }
+    let storms = run.engine.active_storms().len();
+    assert!((10..60).contains(&storms), "{storms}");
+    assert!(run.engine.stats().untracked_reply_alls > 0);
+    let held = run.engine.window_bytes();
+    assert!(held > bound && held < bound + 2_000, "{held}");
+    assert_bytes_exact(&run.engine);
+
+    // Reply-alls from new senders on the first storm for 25 minutes: its windows stop
+    // growing (each new reply-all pushes out the oldest; a sender table may take one more).
+    // Not all 25 are dropped: the first event evicts the last thread that had reply-alls
+    // but no storm yet, which makes room for a few.
+    let dropped = run.engine.stats().reply_alls_dropped;
+    run.feed(
+        (1..=25).map(|i| reply_all(i as f64, &format!("r{i}"), &format!("r{i}@x"), 3000, "s0")),
+    );
+    let dropped = run.engine.stats().reply_alls_dropped - dropped;
+    assert!((20..=25).contains(&dropped), "{dropped}");
+    assert!(run.engine.window_bytes() <= held + 500);
+    assert_bytes_exact(&run.engine);
+    let ended = |run: &Run, thread: &str| {
+        run.alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::StormEnded && &*a.thread_key == thread)
+            .count()
+    };
+    // Half an hour after their reply-alls the other storms end, and their threads can be
+    // evicted: s0's windows grow again.
+    run.feed([reply_all(35.0, "r35", "r35@x", 3000, "s0")]);
+    assert_eq!(ended(&run, "s1"), 1);
+    assert_eq!(ended(&run, "s0"), 0, "its reply-alls keep it going");
+    let before = run.engine.stats().reply_alls_dropped;
+    run.feed([reply_all(36.0, "r36", "r36@x", 3000, "s0")]);
+    assert_eq!(run.engine.stats().reply_alls_dropped, before, "room again");
+    assert!(run.engine.window_bytes() <= bound);
+    // It ends 30 minutes after its last reply-all.
+    run.feed([tick(65.0, "clock")]);
+    assert_eq!(ended(&run, "s0"), 0);
+    run.feed([tick(66.0, "clock2")]);
+    assert_eq!(ended(&run, "s0"), 1);
+    assert_bytes_exact(&run.engine);
 }
 
 #[test]
@@ -1587,7 +1710,7 @@ fn long_texts_are_evicted_by_bytes_before_the_caps_are_reached() {
         assert!(run.engine.thread_bytes() <= bound);
         assert!(run.engine.message_id_bytes() <= bound);
     }
-    assert_text_bytes_exact(&run.engine);
+    assert_bytes_exact(&run.engine);
     // About 2 KiB a thread (key and subject) and 1 KiB a record.
     let threads = run.engine.tracked_threads();
     let records = run.engine.remembered_message_ids();
@@ -1675,7 +1798,7 @@ fn the_byte_bound_never_evicts_the_thread_just_updated() {
         )
     }));
     assert_eq!(run.engine.active_storms().len(), 11);
-    assert_text_bytes_exact(&run.engine);
+    assert_bytes_exact(&run.engine);
 }
 
 /// A storm's thread is never evicted, so the sender addresses it remembers for alerts are
@@ -1693,7 +1816,7 @@ fn a_thread_remembers_a_bounded_number_of_sender_addresses() {
     let held = run.engine.thread_bytes();
     assert!(held <= 256 * 1024 + 1_000, "{held}");
     assert!(held > 200 * 1024, "{held}");
-    assert_text_bytes_exact(&run.engine);
+    assert_bytes_exact(&run.engine);
     // Two hours on, the storm is over and its senders are gone from the windows: new ones are
     // remembered and listed.
     run.feed((0..3).map(|i| {
@@ -1719,5 +1842,5 @@ fn a_thread_remembers_a_bounded_number_of_sender_addresses() {
     assert_eq!(listed.len(), 3, "{listed:?}");
     assert!(listed.iter().all(|a| a.starts_with("new")), "{listed:?}");
     assert!(run.engine.thread_bytes() < 1_000);
-    assert_text_bytes_exact(&run.engine);
+    assert_bytes_exact(&run.engine);
 }

@@ -4,7 +4,7 @@
 //! a reply-all or a storm has, and sender addresses only when alerts list them.
 
 use super::settings::Settings;
-use super::window::ReplyWindows;
+use super::window::{table_bytes, ReplyWindows};
 use crate::alert::{Alert, AlertKind, RuleName, SenderList, Severity};
 use crate::timefmt::Millis;
 use std::collections::HashMap;
@@ -28,6 +28,38 @@ const MAX_LISTED_SENDER_BYTES: usize = 64 * 1024;
 /// its addresses alone could fill `limits.max_thread_bytes`, which would then evict every
 /// other thread.
 const MAX_REMEMBERED_SENDER_BYTES: usize = 4 * MAX_LISTED_SENDER_BYTES;
+
+/// What the tracked threads hold besides their map entries, in the two sums the engine bounds
+/// (one thread's, or all of them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct HeldBytes {
+    /// Text: subjects, shared keys and remembered sender addresses (`limits.max_thread_bytes`).
+    pub text: usize,
+    /// Reply-all windows, storms and sender tables, estimated from their allocations
+    /// (`limits.max_window_bytes`).
+    pub windows: usize,
+}
+
+impl HeldBytes {
+    /// These sums with one thread's `before` replaced by its `after`.
+    pub fn replaced(self, before: Self, after: Self) -> Self {
+        debug_assert!(self.text >= before.text && self.windows >= before.windows);
+        Self {
+            text: (self.text + after.text).saturating_sub(before.text),
+            windows: (self.windows + after.windows).saturating_sub(before.windows),
+        }
+    }
+
+    /// These sums with a thread's `bytes` added.
+    pub fn plus(self, bytes: Self) -> Self {
+        self.replaced(Self::default(), bytes)
+    }
+
+    /// These sums with a thread's `bytes` taken out.
+    pub fn minus(self, bytes: Self) -> Self {
+        self.replaced(bytes, Self::default())
+    }
+}
 
 /// An active storm.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +105,23 @@ struct Activity {
     senders_skipped: usize,
 }
 
+impl Activity {
+    /// Its allocations' bytes, estimated: the box (windows included), the storm's box, the
+    /// windows' own allocations and the sender-name table (the names are text).
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self
+                .storm
+                .as_ref()
+                .map_or(0, |_| std::mem::size_of::<Storm>())
+            + self.windows.as_ref().map_or(0, ReplyWindows::heap_bytes)
+            + self.sender_names.as_deref().map_or(0, |names| {
+                std::mem::size_of::<HashMap<u64, Arc<str>>>()
+                    + table_bytes(names.capacity(), std::mem::size_of::<(u64, Arc<str>)>())
+            })
+    }
+}
+
 impl Thread {
     /// A thread with nothing recorded yet, with a shared copy of its key if the caller has one.
     pub fn new(key: Option<&Arc<str>>) -> Self {
@@ -83,26 +132,37 @@ impl Thread {
         }
     }
 
+    /// What it holds besides its map entry, in the two sums the engine bounds.
+    pub fn held_bytes(&self) -> HeldBytes {
+        HeldBytes {
+            text: self.text_bytes(),
+            windows: self.activity.as_deref().map_or(0, Activity::heap_bytes),
+        }
+    }
+
     /// The bytes of text it holds: its subject, its key's shared copy if it has one, and the
-    /// sender addresses it remembers for alerts. What `limits.max_thread_bytes` counts. (A key
-    /// shared with message-id records is counted by them too: an over-count, never an
-    /// under-count.)
-    pub fn text_bytes(&self) -> usize {
+    /// sender addresses it remembers for alerts. (A key shared with message-id records is
+    /// counted by them too: an over-count, never an under-count.)
+    fn text_bytes(&self) -> usize {
         self.subject.as_deref().map_or(0, str::len)
             + self.key.len()
             + self.activity.as_deref().map_or(0, |a| a.sender_bytes)
     }
 
-    /// [`Self::text_bytes`] counted again from what it holds.
+    /// [`Self::held_bytes`] counted again from what it holds (the windows' part is an estimate
+    /// from their allocations, not a running count: it is the same either way).
     #[cfg(test)]
-    pub fn recounted_text_bytes(&self) -> usize {
+    pub fn recounted_held_bytes(&self) -> HeldBytes {
         let names = self
             .activity
             .as_deref()
             .and_then(|a| a.sender_names.as_deref());
-        self.subject.as_deref().map_or(0, str::len)
-            + self.key.len()
-            + names.map_or(0, |names| names.values().map(|name| name.len()).sum())
+        HeldBytes {
+            text: self.subject.as_deref().map_or(0, str::len)
+                + self.key.len()
+                + names.map_or(0, |names| names.values().map(|name| name.len()).sum()),
+            windows: self.held_bytes().windows,
+        }
     }
 
     /// Its key's shared copy, if it has one yet.

@@ -54,6 +54,20 @@ impl Hasher for PassThrough {
 
 type SenderCounts = HashMap<u64, u32, BuildHasherDefault<PassThrough>>;
 
+/// The bytes a `HashMap` (hashbrown) of `capacity` (as its `capacity()` says) allocates for
+/// entries of `entry` bytes: a power-of-two number of buckets, seven eighths of them usable
+/// (all but one below eight), each with its entry and a control byte, plus one group of
+/// control bytes more. An estimate for the byte bounds, not an allocator's exact count.
+pub(super) fn table_bytes(capacity: usize, entry: usize) -> usize {
+    const GROUP: usize = 16;
+    let buckets = match capacity {
+        0 => return 0,
+        1..=7 => capacity + 1,
+        _ => capacity / 7 * 8,
+    };
+    buckets * (entry + 1) + GROUP
+}
+
 #[derive(Debug, Clone)]
 struct Aggregate {
     width: Millis,
@@ -158,6 +172,30 @@ impl ReplyWindows {
     /// already held, within the allowed lateness). Returns how many old entries the per-thread
     /// cap pushed out.
     pub fn insert(&mut self, entry: ReplyAll, now: Millis) -> u64 {
+        self.insert_within(entry, now, self.cap)
+    }
+
+    /// [`Self::insert`] without growing: the windows hold no more entries than before (at
+    /// least one), the oldest pushed out as at the per-thread cap. For when the engine's
+    /// windows together are at `limits.max_window_bytes` and nothing can be evicted.
+    pub fn insert_without_growing(&mut self, entry: ReplyAll, now: Millis) -> u64 {
+        let held = self.entries.len().clamp(1, self.cap);
+        self.insert_within(entry, now, held)
+    }
+
+    /// The bytes these windows have allocated, estimated from their capacities (the deque, the
+    /// aggregates and their sender tables): what `limits.max_window_bytes` counts.
+    pub fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<ReplyAll>()
+            + self.aggregates.capacity() * std::mem::size_of::<Aggregate>()
+            + self
+                .aggregates
+                .iter()
+                .map(|agg| table_bytes(agg.senders.capacity(), std::mem::size_of::<(u64, u32)>()))
+                .sum::<usize>()
+    }
+
+    fn insert_within(&mut self, entry: ReplyAll, now: Millis, cap: usize) -> u64 {
         self.advance(now);
         // The cursors are where the last advance left them; decide membership against that.
         let now = self.now.max(now);
@@ -182,7 +220,7 @@ impl ReplyWindows {
             }
         }
         let mut dropped = 0;
-        while self.entries.len() > self.cap {
+        while self.entries.len() > cap {
             if let Some(oldest) = self.entries.pop_front() {
                 for agg in &mut self.aggregates {
                     if agg.start == 0 {
@@ -365,6 +403,70 @@ mod tests {
         assert_eq!(w.len(), 3);
         assert_eq!(w.stats(0).reply_alls, 3);
         assert_eq!(w.stats(0).distinct_senders, 3);
+    }
+
+    #[test]
+    fn inserting_without_growing_keeps_the_newest_and_the_allocation() {
+        let mut w = ReplyWindows::new(&[60 * MIN, 10 * MIN], 100);
+        for i in 0..4 {
+            w.insert(ra(i, 1, i as u64), i * MIN);
+        }
+        let mut dropped = 0;
+        // A sender table may grow once, to hold the newest sender before the oldest leaves.
+        dropped += w.insert_without_growing(ra(4, 1, 4), 4 * MIN);
+        let bytes = w.heap_bytes();
+        for i in 5..40 {
+            dropped += w.insert_without_growing(ra(i, 1, i as u64), i * MIN);
+        }
+        assert_eq!(dropped, 36);
+        assert_eq!(w.len(), 4);
+        assert_eq!(w.stats(0).reply_alls, 4);
+        assert_eq!(w.senders(0), vec![36, 37, 38, 39], "the newest stay");
+        assert_eq!(w.heap_bytes(), bytes);
+        assert_eq!(w.latest(), 39 * MIN);
+        // Emptied by time, it still takes one.
+        w.advance(200 * MIN);
+        assert!(w.is_empty());
+        w.insert_without_growing(ra(200, 1, 7), 200 * MIN);
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn heap_bytes_grow_with_entries_and_senders() {
+        let mut w = ReplyWindows::new(&[60 * MIN, 10 * MIN], 1000);
+        let empty = w.heap_bytes();
+        w.insert(ra(0, 1, 1), 0);
+        let one = w.heap_bytes();
+        assert!(one > empty);
+        for i in 1..100 {
+            w.insert(ra(0, 1, i), 0);
+        }
+        // 100 entries of 24 bytes and two tables of 100 senders at least.
+        assert!(
+            w.heap_bytes() >= one + 99 * 24 + 2 * 99 * 17,
+            "{}",
+            w.heap_bytes()
+        );
+    }
+
+    /// `table_bytes` derives the bucket count from `capacity()`: that inverse must hold for
+    /// the capacities hashbrown actually gives.
+    #[test]
+    fn table_bytes_follow_the_real_tables() {
+        let mut map: SenderCounts = SenderCounts::default();
+        assert_eq!(table_bytes(map.capacity(), 16), 0);
+        for sender in 0..5_000u64 {
+            map.insert(sender, 1);
+            let capacity = map.capacity();
+            let buckets = (table_bytes(capacity, 16) - 16) / 17;
+            assert!(buckets.is_power_of_two(), "{capacity} -> {buckets}");
+            let usable = if buckets < 8 {
+                buckets - 1
+            } else {
+                buckets / 8 * 7
+            };
+            assert_eq!(usable, capacity);
+        }
     }
 
     #[test]

@@ -696,6 +696,9 @@ impl Detector {
                 .with_label_values(&[map])
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
+        metrics
+            .window_bytes
+            .set(i64::try_from(self.engine.window_bytes()).unwrap_or(i64::MAX));
         metrics.record_stream_time(self.engine.stream_time());
         metrics.caught_up.set(i64::from(self.merger.caught_up()));
         let correlation = self.correlator.stats();
