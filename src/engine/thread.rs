@@ -117,7 +117,7 @@ impl Activity {
             + self.windows.as_ref().map_or(0, ReplyWindows::heap_bytes)
             + self.sender_names.as_deref().map_or(0, |names| {
                 std::mem::size_of::<HashMap<u64, Arc<str>>>()
-                    + table_bytes(names.capacity(), std::mem::size_of::<(u64, Arc<str>)>())
+                    + table_bytes(names.len(), std::mem::size_of::<(u64, Arc<str>)>())
             })
     }
 }

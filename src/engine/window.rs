@@ -54,19 +54,33 @@ impl Hasher for PassThrough {
 
 type SenderCounts = HashMap<u64, u32, BuildHasherDefault<PassThrough>>;
 
-/// The bytes a `HashMap` (hashbrown) of `capacity` (as its `capacity()` says) allocates for
-/// entries of `entry` bytes: a power-of-two number of buckets, seven eighths of them usable
-/// (all but one below eight), each with its entry and a control byte, plus one group of
-/// control bytes more. An estimate for the byte bounds, not an allocator's exact count.
-pub(super) fn table_bytes(capacity: usize, entry: usize) -> usize {
+/// The bytes a `HashMap` (hashbrown) grown to hold `len` entries of `entry` bytes allocates:
+/// a power-of-two number of buckets, seven eighths of them usable (all but one below eight),
+/// each with its entry and a control byte, plus one group of control bytes more.
+///
+/// From the length rather than from `capacity()`, which is how the byte bounds stay
+/// deterministic: a table that had removals may have grown, or not, depending on where its
+/// keys' hashes fell, and those hashes are keyed afresh in every process. A replay and the
+/// service must evict the same threads for the same events. (Tables are shrunk once they
+/// are far larger than their length, in [`ReplyWindows::advance`], so that the estimate
+/// stays close.)
+pub(super) fn table_bytes(len: usize, entry: usize) -> usize {
     const GROUP: usize = 16;
-    let buckets = match capacity {
+    let buckets = match len {
         0 => return 0,
-        1..=7 => capacity + 1,
-        _ => capacity / 7 * 8,
+        1..=3 => 4,
+        4..=7 => 8,
+        _ => (len * 8 / 7).next_power_of_two(),
     };
     buckets * (entry + 1) + GROUP
 }
+
+/// A sender table with more room than this many times its length (and more than
+/// [`SHRINK_ABOVE`] entries' room) is shrunk to fit: after a storm, a thread's windows
+/// would otherwise keep the room of its busiest hour for as long as it is tracked.
+const SHRINK_FACTOR: usize = 4;
+/// Below this much room a table is never shrunk: rehashing it would cost more than it saves.
+const SHRINK_ABOVE: usize = 64;
 
 #[derive(Debug, Clone)]
 struct Aggregate {
@@ -166,6 +180,12 @@ impl ReplyWindows {
             // A storm's worth of capacity should not outlive the storm.
             self.entries.shrink_to_fit();
         }
+        for agg in &mut self.aggregates {
+            let room = agg.senders.capacity();
+            if room > SHRINK_ABOVE && room > SHRINK_FACTOR * agg.senders.len() {
+                agg.senders.shrink_to_fit();
+            }
+        }
     }
 
     /// Adds a reply-all at stream time `now` (`entry.at <= now`; it may be older than entries
@@ -183,15 +203,15 @@ impl ReplyWindows {
         self.insert_within(entry, now, held)
     }
 
-    /// The bytes these windows have allocated, estimated from their capacities (the deque, the
-    /// aggregates and their sender tables): what `limits.max_window_bytes` counts.
+    /// The bytes these windows have allocated, estimated (the deque, the aggregates and their
+    /// sender tables, see [`table_bytes`]): what `limits.max_window_bytes` counts.
     pub fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<ReplyAll>()
             + self.aggregates.capacity() * std::mem::size_of::<Aggregate>()
             + self
                 .aggregates
                 .iter()
-                .map(|agg| table_bytes(agg.senders.capacity(), std::mem::size_of::<(u64, u32)>()))
+                .map(|agg| table_bytes(agg.senders.len(), std::mem::size_of::<(u64, u32)>()))
                 .sum::<usize>()
     }
 
@@ -449,24 +469,39 @@ mod tests {
         );
     }
 
-    /// `table_bytes` derives the bucket count from `capacity()`: that inverse must hold for
-    /// the capacities hashbrown actually gives.
+    /// `table_bytes` derives a table's buckets from its length: that must be what hashbrown
+    /// allocates for a table grown by insertions (its usable room is seven eighths of the
+    /// buckets, all but one below eight).
     #[test]
     fn table_bytes_follow_the_real_tables() {
         let mut map: SenderCounts = SenderCounts::default();
-        assert_eq!(table_bytes(map.capacity(), 16), 0);
+        assert_eq!(table_bytes(map.len(), 16), 0);
         for sender in 0..5_000u64 {
             map.insert(sender, 1);
-            let capacity = map.capacity();
-            let buckets = (table_bytes(capacity, 16) - 16) / 17;
-            assert!(buckets.is_power_of_two(), "{capacity} -> {buckets}");
+            let buckets = (table_bytes(map.len(), 16) - 16) / 17;
+            assert!(buckets.is_power_of_two(), "{} -> {buckets}", map.len());
             let usable = if buckets < 8 {
                 buckets - 1
             } else {
                 buckets / 8 * 7
             };
-            assert_eq!(usable, capacity);
+            assert_eq!(usable, map.capacity(), "{} entries", map.len());
         }
+    }
+
+    /// After a storm, its sender tables do not keep the room of its busiest hour.
+    #[test]
+    fn sender_tables_shrink_once_mostly_empty() {
+        let mut w = ReplyWindows::new(&[60 * MIN, 10 * MIN], 100_000);
+        for i in 0..5_000u64 {
+            w.insert(ra(0, 1, i), 0);
+        }
+        w.insert(ra(50, 1, 1), 50 * MIN);
+        let room = |w: &ReplyWindows| w.aggregates.iter().map(|a| a.senders.capacity()).max();
+        assert!(room(&w) >= Some(5_000));
+        w.advance(61 * MIN);
+        assert_eq!(w.len(), 1);
+        assert!(room(&w) <= Some(SHRINK_ABOVE), "{:?}", room(&w));
     }
 
     #[test]
