@@ -82,6 +82,16 @@ const SHRINK_FACTOR: usize = 4;
 /// Below this much room a table is never shrunk: rehashing it would cost more than it saves.
 const SHRINK_ABOVE: usize = 64;
 
+/// Windows holding more entries than this keep a sender table per width; up to this many, a
+/// window's distinct senders are counted by a scan of its entries (at most 28 comparisons).
+/// Most threads that have reply-alls have one or two, and their tables were half their
+/// windows' memory (about 170 of 540 bytes), which bounds how many such threads
+/// `limits.max_window_bytes` holds.
+const TABLES_ABOVE: usize = 8;
+/// Tables are dropped again once the windows hold this few (not at [`TABLES_ABOVE`], so that a
+/// thread hovering there does not build and drop them on every reply-all).
+const TABLES_DROPPED_AT: usize = TABLES_ABOVE / 2;
+
 #[derive(Debug, Clone)]
 struct Aggregate {
     width: Millis,
@@ -89,25 +99,37 @@ struct Aggregate {
     start: usize,
     reply_alls: u64,
     deliveries: u128,
-    senders: SenderCounts,
+    /// Sender -> its reply-alls in this window, while the windows hold more than
+    /// [`TABLES_ABOVE`] entries.
+    senders: Option<SenderCounts>,
 }
 
 impl Aggregate {
     fn add(&mut self, entry: &ReplyAll) {
         self.reply_alls += 1;
         self.deliveries += u128::from(entry.recipients);
-        *self.senders.entry(entry.sender).or_insert(0) += 1;
+        if let Some(senders) = &mut self.senders {
+            *senders.entry(entry.sender).or_insert(0) += 1;
+        }
     }
 
     fn remove(&mut self, entry: &ReplyAll) {
         self.reply_alls -= 1;
         self.deliveries -= u128::from(entry.recipients);
-        if let Some(count) = self.senders.get_mut(&entry.sender) {
-            *count -= 1;
-            if *count == 0 {
-                self.senders.remove(&entry.sender);
+        if let Some(senders) = &mut self.senders {
+            if let Some(count) = senders.get_mut(&entry.sender) {
+                *count -= 1;
+                if *count == 0 {
+                    senders.remove(&entry.sender);
+                }
             }
         }
+    }
+
+    fn table_bytes(&self) -> usize {
+        self.senders.as_ref().map_or(0, |senders| {
+            table_bytes(senders.len(), std::mem::size_of::<(u64, u32)>())
+        })
     }
 }
 
@@ -136,14 +158,16 @@ impl ReplyWindows {
                 start: 0,
                 reply_alls: 0,
                 deliveries: 0,
-                senders: SenderCounts::default(),
+                senders: None,
             })
             .collect();
         let widest = (0..aggregates.len())
             .max_by_key(|&i| aggregates[i].width)
             .unwrap_or(0);
         Self {
-            entries: VecDeque::new(),
+            // Room for one: most threads with reply-alls have one, and the first push of an
+            // empty deque would make room for four.
+            entries: VecDeque::with_capacity(1),
             aggregates,
             widest,
             latest: Millis::MIN,
@@ -180,12 +204,54 @@ impl ReplyWindows {
             // A storm's worth of capacity should not outlive the storm.
             self.entries.shrink_to_fit();
         }
+        self.fit_tables();
+    }
+
+    /// Builds the sender tables once the windows hold more than [`TABLES_ABOVE`] entries,
+    /// drops them at [`TABLES_DROPPED_AT`], and shrinks tables far larger than what they hold.
+    fn fit_tables(&mut self) {
+        let held = self.entries.len();
+        let has_tables = self.aggregates.iter().any(|agg| agg.senders.is_some());
+        if !has_tables {
+            if held > TABLES_ABOVE {
+                for agg in &mut self.aggregates {
+                    let mut senders = SenderCounts::default();
+                    for entry in self.entries.range(agg.start..) {
+                        *senders.entry(entry.sender).or_insert(0) += 1;
+                    }
+                    agg.senders = Some(senders);
+                }
+            }
+            return;
+        }
         for agg in &mut self.aggregates {
-            let room = agg.senders.capacity();
-            if room > SHRINK_ABOVE && room > SHRINK_FACTOR * agg.senders.len() {
-                agg.senders.shrink_to_fit();
+            if held <= TABLES_DROPPED_AT {
+                agg.senders = None;
+            } else if let Some(senders) = &mut agg.senders {
+                let room = senders.capacity();
+                if room > SHRINK_ABOVE && room > SHRINK_FACTOR * senders.len() {
+                    senders.shrink_to_fit();
+                }
             }
         }
+    }
+
+    /// The distinct senders of a window: from its table, else by a scan of its entries.
+    fn distinct_senders(&self, agg: &Aggregate) -> u64 {
+        if let Some(senders) = &agg.senders {
+            return senders.len() as u64;
+        }
+        let window = self.entries.range(agg.start..);
+        window
+            .clone()
+            .enumerate()
+            .filter(|&(i, entry)| {
+                !self
+                    .entries
+                    .range(agg.start..agg.start + i)
+                    .any(|earlier| earlier.sender == entry.sender)
+            })
+            .count() as u64
     }
 
     /// Adds a reply-all at stream time `now` (`entry.at <= now`; it may be older than entries
@@ -211,7 +277,7 @@ impl ReplyWindows {
             + self
                 .aggregates
                 .iter()
-                .map(|agg| table_bytes(agg.senders.len(), std::mem::size_of::<(u64, u32)>()))
+                .map(Aggregate::table_bytes)
                 .sum::<usize>()
     }
 
@@ -252,6 +318,7 @@ impl ReplyWindows {
                 dropped += 1;
             }
         }
+        self.fit_tables();
         dropped
     }
 
@@ -263,7 +330,7 @@ impl ReplyWindows {
             .map_or_else(WindowStats::default, |agg| WindowStats {
                 reply_alls: agg.reply_alls,
                 deliveries: u64::try_from(agg.deliveries).unwrap_or(u64::MAX),
-                distinct_senders: agg.senders.len() as u64,
+                distinct_senders: self.distinct_senders(agg),
             })
     }
 
@@ -457,7 +524,10 @@ mod tests {
         let empty = w.heap_bytes();
         w.insert(ra(0, 1, 1), 0);
         let one = w.heap_bytes();
-        assert!(one > empty);
+        assert_eq!(
+            one, empty,
+            "room for the first from the start, and no sender tables"
+        );
         for i in 1..100 {
             w.insert(ra(0, 1, i), 0);
         }
@@ -497,11 +567,25 @@ mod tests {
             w.insert(ra(0, 1, i), 0);
         }
         w.insert(ra(50, 1, 1), 50 * MIN);
-        let room = |w: &ReplyWindows| w.aggregates.iter().map(|a| a.senders.capacity()).max();
+        let room = |w: &ReplyWindows| {
+            w.aggregates
+                .iter()
+                .map(|a| a.senders.as_ref().map_or(0, SenderCounts::capacity))
+                .max()
+        };
         assert!(room(&w) >= Some(5_000));
+        // Still more than a few entries: the tables stay, shrunk.
+        for i in 0..10u64 {
+            w.insert(ra(55, 1, i), 55 * MIN);
+        }
         w.advance(61 * MIN);
-        assert_eq!(w.len(), 1);
+        assert_eq!(w.len(), 11);
         assert!(room(&w) <= Some(SHRINK_ABOVE), "{:?}", room(&w));
+        assert!(room(&w) > Some(0));
+        // Emptied: no tables.
+        w.advance(116 * MIN);
+        assert_eq!(w.len(), 0);
+        assert_eq!(room(&w), Some(0));
     }
 
     #[test]
@@ -567,23 +651,32 @@ mod tests {
         /// inserts, for every window.
         #[test]
         fn aggregates_match_a_recount(
-            steps in proptest::collection::vec((0i64..5, 0i64..3, 1u64..5_000, 0u64..6), 1..200),
+            steps in proptest::collection::vec(
+                (0i64..5, 0i64..3, 1u64..5_000, 0u64..6, proptest::bool::weighted(0.2)),
+                1..200,
+            ),
             cap in 1usize..50,
         ) {
             let widths = [60 * MIN, 10 * MIN, 3 * MIN];
             let mut w = ReplyWindows::new(&widths, cap);
             let mut now = 0;
             let mut kept: Vec<ReplyAll> = Vec::new();
-            for (advance, lateness, recipients, sender) in steps {
+            for (advance, lateness, recipients, sender, without_growing) in steps {
                 now += advance * MIN / 2;
                 let entry = ReplyAll { at: now - lateness * MIN / 3, recipients, sender };
-                w.insert(entry, now);
+                let held = if without_growing {
+                    w.insert_without_growing(entry, now);
+                    kept.len().clamp(1, cap)
+                } else {
+                    w.insert(entry, now);
+                    cap
+                };
                 if entry.at > now - 60 * MIN {
                     let pos = kept.iter().rposition(|e| e.at <= entry.at).map_or(0, |p| p + 1);
                     kept.insert(pos, entry);
                 }
                 kept.retain(|e| e.at > now - 60 * MIN);
-                while kept.len() > cap { kept.remove(0); }
+                while kept.len() > held { kept.remove(0); }
                 for (i, width) in widths.iter().enumerate() {
                     proptest::prop_assert_eq!(w.stats(i), recount(&[], now, *width, &kept));
                 }
