@@ -297,8 +297,8 @@ pub struct LimitsConfig {
     /// evicted as past `max_message_ids`. Real mail meets `max_message_ids` first; this bounds
     /// hostile mail, whose References ids can make each record keep a 1 KB key alive.
     pub max_message_id_bytes: usize,
-    /// Bytes the tracked threads' reply-all windows and storms have allocated (about 700 for a
-    /// thread with one reply-all, 110 more a reply-all); past it threads without an active
+    /// Bytes the tracked threads' reply-all windows and storms have allocated (about 300 for a
+    /// thread with one reply-all, up to 100 more a reply-all); past it threads without an active
     /// storm are evicted as past `max_threads`, and should storms alone hold it, their windows
     /// stop growing (each new reply-all pushes out the thread's oldest, as past
     /// `max_reply_alls_per_thread`) and no other thread starts one. Real mail holds a few

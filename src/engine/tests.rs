@@ -1591,7 +1591,7 @@ fn bytes_are_counted_exactly_as_threads_and_records_change() {
     assert_bytes_exact(&run.engine);
 }
 
-/// One reply-all on each of many threads: each thread's windows are about 600 bytes, so the
+/// One reply-all on each of many threads: each thread's windows are about 300 bytes, so the
 /// bound on windows evicts threads long before `limits.max_threads` would.
 #[test]
 fn windows_are_evicted_by_bytes_before_the_thread_cap_is_reached() {
