@@ -15,6 +15,9 @@ and "Session 17").
     hostile_texts.py reply-alls N N reply-alls to 2,500 people, each on a conversation of its
                                   own (distinct In-Reply-To), ten a millisecond: every thread
                                   holds reply-all windows, and none has a storm
+    hostile_texts.py storms N     N conversations with 20 reply-alls each, from 20 senders, eight
+                                  a millisecond: every thread has a storm (the early rule), and
+                                  storms are never evicted
     hostile_texts.py all N        N events that are both: each a reply-all opening its own
                                   conversation by a 990-byte References id, with a distinct
                                   1 KiB subject, so every engine bound fills at once (threads'
@@ -61,6 +64,18 @@ def reply_alls(n, write):
         )
 
 
+def storms(n, write):
+    base_ms = 1_700_000_000_000
+    k = 0
+    for i in range(n):
+        for j in range(20):
+            k += 1
+            write(
+                '{"timestamp":%d,"message_id":"m%d.%d@x","sender":"s%d@x","recipient_count":2500,'
+                '"in_reply_to":"root%d@x"}\n' % (base_ms + k // 8, i, j, j, i)
+            )
+
+
 def all_bounds(n, write):
     json_events(n, write, recipients=2500, distinct_subjects=True)
 
@@ -99,6 +114,7 @@ def main():
         "postfix": postfix,
         "exchange": exchange,
         "reply-alls": reply_alls,
+        "storms": storms,
         "all": all_bounds,
     }
     generators[kind](n, sys.stdout.write)

@@ -111,99 +111,79 @@ fn the_binary_replays_the_attack_and_reports_the_limits_reached() {
     );
 }
 
-/// Ids and subjects as long as stormwatch keeps them: 3,000 replies, each opening a
-/// conversation keyed by a 990-byte References id with a 1 KiB subject (about 2 KB a thread),
-/// then a real storm. Under a 1 MiB `limits.max_thread_bytes` the threads are evicted by bytes
-/// long before `max_threads`, and the storm is still found.
-#[test]
-fn long_ids_and_subjects_are_evicted_by_bytes_and_the_real_storm_is_found() {
-    let mut input = String::new();
-    for i in 0..3_000 {
-        input += &serde_json::json!({
-            "timestamp": 1_700_000_000_000i64 + i, "message_id": format!("<m{i}@x>"),
-            "sender": "a@x", "recipient_count": 3,
-            "references": format!("<{i}{}@x>", "r".repeat(980)),
-            "subject": format!("Re: {}", "𝕊".repeat(300)),
-        })
-        .to_string();
-        input.push('\n');
-    }
-    for i in 0..3 {
-        input += &serde_json::json!({
-            "timestamp": 1_700_000_010_000i64 + i * 60_000, "message_id": format!("<s{i}@x>"),
+/// Replays `flood` then a real storm on `all@x` (three reply-alls a minute apart, 30 s after
+/// the flood's start) under the `[limits]` of `limits`, and checks that the flood's threads
+/// were evicted by the count in `evicted`, and that the storm is found all the same. At the
+/// default bounds nothing is evicted: only the bytes made room.
+fn flood_then_storm(
+    flood: impl Iterator<Item = serde_json::Value>,
+    limits: &str,
+    evicted: std::ops::Range<u64>,
+) {
+    let storm = (0..3).map(|i| {
+        serde_json::json!({
+            "timestamp": 1_700_000_030_000i64 + i * 60_000, "message_id": format!("<s{i}@x>"),
             "sender": format!("s{i}@x"), "recipient_count": 5_000, "references": "<all@x>",
             "subject": "Re: all staff",
         })
-        .to_string();
-        input.push('\n');
-    }
-    let config = common::ConfigFile::new(
-        "[limits]\nmax_thread_bytes = 1048576\nmax_message_id_bytes = 1048576\n",
-    );
+    });
+    let input: String = flood
+        .chain(storm)
+        .map(|event| format!("{event}\n"))
+        .collect();
+    let config = common::ConfigFile::new(&format!("[limits]\n{limits}"));
     let output = common::run(&["replay", "--config", config.path()], input.as_bytes());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    // About 2 KB a thread: some 500 fit in 1 MiB, so about 2,500 of 3,003 threads went.
-    let evicted: u64 = stderr
+    let threads_evicted: u64 = stderr
         .split("limits reached: ")
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no limits line: {stderr}"));
-    assert!((2_300..2_700).contains(&evicted), "{stderr}");
+    assert!(evicted.contains(&threads_evicted), "{stderr}");
     let alerts = common::json_lines(&output.stdout);
     assert_eq!(alerts.len(), 1, "{stderr}");
     assert_eq!(alerts[0]["kind"], "storm_started");
     assert_eq!(alerts[0]["thread_key"], "all@x");
-    // At the default bounds all 3,003 threads fit (the caps are a million).
     let output = common::run(&["replay"], input.as_bytes());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("limits reached"), "{stderr}");
 }
 
+/// Ids and subjects as long as stormwatch keeps them: 3,000 replies, each opening a
+/// conversation keyed by a 990-byte References id with a 1 KiB subject (about 2 KB a thread),
+/// then a real storm. Under a 1 MiB `limits.max_thread_bytes` the threads are evicted by bytes
+/// long before `max_threads`: some 500 fit, so about 2,500 of 3,003 went.
+#[test]
+fn long_ids_and_subjects_are_evicted_by_bytes_and_the_real_storm_is_found() {
+    let flood = (0..3_000).map(|i| {
+        serde_json::json!({
+            "timestamp": 1_700_000_000_000i64 + i, "message_id": format!("<m{i}@x>"),
+            "sender": "a@x", "recipient_count": 3,
+            "references": format!("<{i}{}@x>", "r".repeat(980)),
+            "subject": format!("Re: {}", "𝕊".repeat(300)),
+        })
+    });
+    flood_then_storm(
+        flood,
+        "max_thread_bytes = 1048576\nmax_message_id_bytes = 1048576\n",
+        2_300..2_700,
+    );
+}
+
 /// One reply-all on each of 20,000 conversations, then a real storm. Every such thread holds
 /// reply-all windows (about 300 bytes by the engine's estimate): under a 1 MiB
 /// `limits.max_window_bytes` the threads are evicted by those bytes long before
-/// `max_threads`, and the storm is still found.
+/// `max_threads`: some 3,400 fit, so about 16,600 of 20,001 went.
 #[test]
 fn reply_alls_on_many_threads_are_evicted_by_window_bytes_and_the_real_storm_is_found() {
-    let mut input = String::new();
-    for i in 0..20_000 {
-        input += &serde_json::json!({
+    let flood = (0..20_000).map(|i| {
+        serde_json::json!({
             "timestamp": 1_700_000_000_000i64 + i, "message_id": format!("<m{i}@x>"),
             "sender": format!("a{i}@x"), "recipient_count": 2_500,
             "in_reply_to": format!("<root{i}@x>"),
         })
-        .to_string();
-        input.push('\n');
-    }
-    for i in 0..3 {
-        input += &serde_json::json!({
-            "timestamp": 1_700_000_030_000i64 + i * 60_000, "message_id": format!("<s{i}@x>"),
-            "sender": format!("s{i}@x"), "recipient_count": 5_000, "references": "<all@x>",
-            "subject": "Re: all staff",
-        })
-        .to_string();
-        input.push('\n');
-    }
-    let config = common::ConfigFile::new("[limits]\nmax_window_bytes = 1048576\n");
-    let output = common::run(&["replay", "--config", config.path()], input.as_bytes());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    // Some 3,400 threads' windows fit in 1 MiB: about 16,600 of 20,001 threads went.
-    let evicted: u64 = stderr
-        .split("limits reached: ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no limits line: {stderr}"));
-    assert!((15_500..17_500).contains(&evicted), "{stderr}");
-    let alerts = common::json_lines(&output.stdout);
-    assert_eq!(alerts.len(), 1, "{stderr}");
-    assert_eq!(alerts[0]["kind"], "storm_started");
-    assert_eq!(alerts[0]["thread_key"], "all@x");
-    // At the default bounds all 20,003 threads fit.
-    let output = common::run(&["replay"], input.as_bytes());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("limits reached"), "{stderr}");
+    });
+    flood_then_storm(flood, "max_window_bytes = 1048576\n", 15_500..17_500);
 }
