@@ -53,6 +53,12 @@ impl Run {
             outcomes: Vec::new(),
         }
     }
+    /// A run with the default configuration as `change` leaves it.
+    fn configured(change: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::default();
+        change(&mut config);
+        Self::with(config)
+    }
     /// A run in which thread `t` has a warning storm (the early rule): three reply-alls to
     /// 3,000 recipients from three senders, a minute apart from [`T0`].
     fn early_storm() -> Self {
@@ -700,9 +706,7 @@ fn senders_listed_only_when_enabled() {
     let mut run = Run::new();
     run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("S{i}@X"), 3000, "t")));
     assert_eq!(run.alerts[0].senders, None);
-    let mut config = Config::default();
-    config.alerts.include_senders = true;
-    let mut run = Run::with(config);
+    let mut run = Run::configured(|config| config.alerts.include_senders = true);
     run.feed((0..3).map(|i| {
         reply_all(
             i as f64,
@@ -725,9 +729,7 @@ fn senders_listed_only_when_enabled() {
 
 #[test]
 fn an_alert_lists_senders_up_to_64_kib_and_counts_the_rest() {
-    let mut config = Config::default();
-    config.alerts.include_senders = true;
-    let mut run = Run::with(config);
+    let mut run = Run::configured(|config| config.alerts.include_senders = true);
     // 300 senders of 900 bytes each, then quiet until the storm ends.
     let sender = |i: usize| format!("{i:03}{}@x", "s".repeat(895));
     run.feed(
@@ -1596,9 +1598,7 @@ fn bytes_are_counted_exactly_as_threads_and_records_change() {
 #[test]
 fn windows_are_evicted_by_bytes_before_the_thread_cap_is_reached() {
     let bound = 1 << 20;
-    let mut config = Config::default();
-    config.limits.max_window_bytes = bound;
-    let mut run = Run::with(config);
+    let mut run = Run::configured(|config| config.limits.max_window_bytes = bound);
     let threads = 20_000;
     for i in 0..threads {
         let thread = format!("t{i}");
@@ -1640,9 +1640,7 @@ fn windows_are_evicted_by_bytes_before_the_thread_cap_is_reached() {
 #[test]
 fn storms_alone_at_the_window_bound_stop_growing_and_go_on() {
     let bound = 20_000;
-    let mut config = Config::default();
-    config.limits.max_window_bytes = bound;
-    let mut run = Run::with(config);
+    let mut run = Run::configured(|config| config.limits.max_window_bytes = bound);
     for t in 0..60 {
         let thread = format!("s{t}");
         run.feed((0..3).map(|i| {
@@ -1738,9 +1736,7 @@ fn long_texts_are_evicted_by_bytes_before_the_caps_are_reached() {
 
 #[test]
 fn the_byte_bound_never_evicts_an_active_storm() {
-    let mut config = Config::default();
-    config.limits.max_thread_bytes = 1 << 20;
-    let mut run = Run::with(config);
+    let mut run = Run::configured(|config| config.limits.max_thread_bytes = 1 << 20);
     run.feed((0..3).map(|i| reply_all(i as f64, &format!("m{i}"), &format!("q{i}@x"), 3000, "t")));
     assert_eq!(run.alerts.len(), 1);
     run.feed((0..3_000).map(|i| long_reply(i + 3 * MIN, 3)));
@@ -1807,9 +1803,7 @@ fn the_byte_bound_never_evicts_the_thread_just_updated() {
 /// make room for new ones.
 #[test]
 fn a_thread_remembers_a_bounded_number_of_sender_addresses() {
-    let mut config = Config::default();
-    config.alerts.include_senders = true;
-    let mut run = Run::with(config);
+    let mut run = Run::configured(|config| config.alerts.include_senders = true);
     let long = |i: usize| format!("{i}{}@x", "s".repeat(900));
     // 2,000 reply-alls from distinct 900-byte addresses within 40 minutes.
     run.feed((0..2_000).map(|i| reply_all(i as f64 / 50.0, &format!("m{i}"), &long(i), 3000, "t")));
@@ -1864,9 +1858,7 @@ fn the_window_bound_evicts_alike_whatever_the_hash_secret() {
         })
     };
     let outcome = || {
-        let mut config = Config::default();
-        config.limits.max_window_bytes = 100_000;
-        let mut run = Run::with(config);
+        let mut run = Run::configured(|config| config.limits.max_window_bytes = 100_000);
         run.feed(events());
         let window_bytes = run.engine.window_bytes();
         (run.alerts, run.engine.stats().clone(), window_bytes)
