@@ -163,6 +163,7 @@ check_alertmanager_config() {
         "mail-ops-chat|alertname=StormwatchConsumerLagging severity=warning"
         "mail-ops-chat|alertname=StormwatchDroppingAlerts severity=warning sink=alertmanager"
         "mail-ops-chat|alertname=StormwatchMalformedSpike severity=warning"
+        "mail-ops-chat|alertname=StormwatchReplyAllsUncounted severity=warning"
     )
     local entry want labels got
     for entry in "${routes[@]}"; do

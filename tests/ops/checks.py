@@ -52,6 +52,7 @@ REQUIRED_ALERTS = [
     "StormwatchConsumerLagging",
     "StormwatchDroppingAlerts",
     "StormwatchMalformedSpike",
+    "StormwatchReplyAllsUncounted",
 ]
 # What the dashboard must show (metric names its expressions must use).
 DASHBOARD_METRICS = [
