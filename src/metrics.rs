@@ -53,7 +53,7 @@ pub struct Metrics {
     /// `stormwatch_window_bytes`: what the threads' reply-all windows and storms have
     /// allocated, estimated.
     pub window_bytes: IntGauge,
-    /// `stormwatch_evictions_total{map}`: threads, message_ids, subjects, reply_alls.
+    /// `stormwatch_evictions_total{map}`: threads, message_ids, subjects, reply_alls, windows.
     pub evictions_total: IntCounterVec,
     /// `stormwatch_kafka_consumer_lag{partition}`: messages behind the high watermark.
     pub kafka_consumer_lag: IntGaugeVec,
@@ -103,7 +103,13 @@ impl std::fmt::Debug for Metrics {
 /// Every `events_total` outcome, created at zero on start.
 const OUTCOMES: [&str; 5] = ["counted", "ignored", "malformed", "late", "duplicate"];
 /// Every `evictions_total` map, created at zero on start.
-const EVICTION_MAPS: [&str; 4] = ["threads", "message_ids", "subjects", "reply_alls"];
+const EVICTION_MAPS: [&str; 5] = [
+    "threads",
+    "message_ids",
+    "subjects",
+    "reply_alls",
+    "windows",
+];
 /// The contract's rules with their severities (section 3), created at zero on start.
 const RULE_SEVERITIES: [(RuleName, Severity); 4] = [
     (RuleName::Exchange, Severity::Critical),
@@ -252,7 +258,7 @@ impl Metrics {
             evictions_total: counter_vec(
                 &registry,
                 "stormwatch_evictions_total",
-                "Entries evicted at their cap, by map (threads, message_ids, subjects, reply_alls).",
+                "Entries evicted at their cap, by map (threads, message_ids, subjects; reply_alls: reply-alls not counted in their thread's windows; windows: threads whose reply-all windows were forgotten at limits.max_window_bytes).",
                 &["map"],
             ),
             kafka_consumer_lag: gauge_vec(
@@ -405,6 +411,10 @@ impl Metrics {
                 delta(previous.subject_evictions, current.subject_evictions),
             ),
             ("reply_alls", reply_alls),
+            (
+                "windows",
+                delta(previous.windows_forgotten, current.windows_forgotten),
+            ),
         ] {
             if n > 0 {
                 self.evictions_total.with_label_values(&[map]).inc_by(n);
@@ -623,6 +633,7 @@ mod tests {
             subject_evictions: 1,
             reply_alls_dropped: 2,
             untracked_reply_alls: 2,
+            windows_forgotten: 5,
             ..EngineStats::default()
         };
         metrics.record_engine(&before, &after);
@@ -637,6 +648,7 @@ mod tests {
         assert_eq!(evictions("message_ids"), 7);
         assert_eq!(evictions("subjects"), 1);
         assert_eq!(evictions("reply_alls"), 3);
+        assert_eq!(evictions("windows"), 5);
         // A counter going backwards (a new engine) adds nothing.
         metrics.record_engine(&after, &EngineStats::default());
         assert_eq!(events("ignored"), 20);

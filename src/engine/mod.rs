@@ -37,6 +37,7 @@ mod settings;
 mod storms;
 mod thread;
 mod window;
+mod window_order;
 
 pub use rules::{Rule, RuleSet, ALERT_WINDOW};
 pub use settings::{millis, Settings};
@@ -57,7 +58,8 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::Arc;
 use storms::Deadline;
 pub use storms::{ResumedStorm, StormSnapshot};
-use thread::{HeldBytes, Storm, Thread};
+use thread::{Held, Storm, Thread};
+use window_order::WindowOrder;
 
 /// What the engine did with one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,8 +111,11 @@ pub struct EngineStats {
     pub subject_evictions: u64,
     /// Reply-alls dropped at `limits.max_reply_alls_per_thread`.
     pub reply_alls_dropped: u64,
-    /// Reply-alls not counted because every tracked thread had an active storm.
+    /// Reply-alls not counted because active storms held every thread `limits.max_threads`
+    /// allows, or `limits.max_window_bytes`.
     pub untracked_reply_alls: u64,
+    /// Threads whose reply-all windows were forgotten at `limits.max_window_bytes`.
+    pub windows_forgotten: u64,
 }
 
 /// What the engine remembers of a message id (kept under the id's [`KeyHash`]: the id's text
@@ -212,9 +217,11 @@ pub struct Engine {
     message_ids: LruMap<MessageRecord>,
     /// Normalized subject hash -> thread key.
     subjects: LruMap<Arc<str>>,
-    /// What the tracked threads hold besides their entries ([`Thread::held_bytes`]): text
-    /// bounded by `limits.max_thread_bytes`, windows by `limits.max_window_bytes`.
-    held: HeldBytes,
+    /// What the tracked threads hold besides their entries ([`Thread::held`]): text bounded by
+    /// `limits.max_thread_bytes`, windows by `limits.max_window_bytes`.
+    held: Held,
+    /// The order threads' windows are forgotten in past `limits.max_window_bytes`.
+    window_order: WindowOrder,
     /// The bytes of the thread keys the message-id records hold (each record counts its key,
     /// shared or not), bounded by `limits.max_message_id_bytes`.
     message_id_bytes: usize,
@@ -245,7 +252,8 @@ impl Engine {
             threads: LruMap::with_max_len(lengths.threads),
             message_ids: LruMap::with_max_len(lengths.message_ids),
             subjects: LruMap::with_max_len(lengths.subjects),
-            held: HeldBytes::default(),
+            held: Held::default(),
+            window_order: WindowOrder::default(),
             message_id_bytes: 0,
             hasher: KeyHasher::new(),
             now: None,
@@ -358,11 +366,11 @@ impl Engine {
     }
 
     /// The bytes the tracked threads' reply-all windows, storms and sender tables have
-    /// allocated, estimated. At most `limits.max_window_bytes` between events, but for threads
-    /// with active storms and the thread the latest event updated (and past it no thread's
-    /// windows grow).
+    /// allocated, estimated, and the order they are forgotten in. At most
+    /// `limits.max_window_bytes` between events, but for active storms' and the thread the
+    /// latest event updated; past it no other thread starts windows.
     pub fn window_bytes(&self) -> usize {
-        self.held.windows
+        self.held.windows + self.window_order.heap_bytes()
     }
 
     /// The bytes of thread keys the message-id records hold (at most
@@ -374,12 +382,12 @@ impl Engine {
     /// What the threads hold ([`Self::thread_bytes`], [`Self::window_bytes`]) and
     /// [`Self::message_id_bytes`], counted again from the maps.
     #[cfg(test)]
-    fn recounted_bytes(&self) -> (HeldBytes, usize) {
+    fn recounted_bytes(&self) -> (Held, usize) {
         (
             self.threads
                 .values()
-                .map(Thread::recounted_held_bytes)
-                .fold(HeldBytes::default(), HeldBytes::plus),
+                .map(Thread::recounted_held)
+                .fold(Held::default(), Held::plus),
             self.message_ids.values().map(|r| r.thread.len()).sum(),
         )
     }
@@ -703,21 +711,20 @@ impl Engine {
         true
     }
 
-    /// Evicts past the byte bounds, as past the entry caps: the oldest message-id records,
-    /// and the least recently active threads without a storm, up to `touched`, the thread the
-    /// event just updated (were active storms alone over the bound, it would otherwise be
-    /// next). Real mail meets the entry caps first; hostile mail, whose ids and subjects run
-    /// to a kilobyte each, or which gives hundreds of thousands of threads a reply-all each,
-    /// would otherwise hold gigabytes under the default caps (BENCHMARKS.md, sessions 16 and
-    /// 17).
+    /// Makes room past the byte bounds: the oldest message-id records and, for text, the least
+    /// recently active threads without a storm go, as past the entry caps, up to `touched`,
+    /// the thread the event just updated (were active storms alone over the bound, it would
+    /// otherwise be next); for windows, threads' windows are forgotten. Real mail meets the
+    /// entry caps first; hostile mail, whose ids and subjects run to a kilobyte each, or which
+    /// gives hundreds of thousands of threads a reply-all each, would otherwise hold gigabytes
+    /// under the default caps (BENCHMARKS.md, sessions 16 and 17).
     fn evict_over_byte_bounds(&mut self, touched: KeyHash) {
         while self.message_id_bytes > self.settings.max_message_id_bytes
             && self.pop_oldest_message_id()
         {
             self.stats.message_id_evictions += 1;
         }
-        while (self.held.text > self.settings.max_thread_bytes
-            || self.held.windows > self.settings.max_window_bytes)
+        while self.held.text > self.settings.max_thread_bytes
             && evict_one(
                 &mut self.threads,
                 &mut self.stats,
@@ -725,6 +732,40 @@ impl Engine {
                 Some(touched),
             )
         {}
+        self.forget_windows_over_bound(touched);
+    }
+
+    /// Past `limits.max_window_bytes`, forgets the windows of threads without an active
+    /// storm, least recently given a reply-all first ([`WindowOrder`]), up to `touched`, the
+    /// thread the event just updated. The threads stay, with their subjects and recency.
+    fn forget_windows_over_bound(&mut self, touched: KeyHash) {
+        let threads = &self.threads;
+        self.window_order
+            .drop_stale(self.held.quiet_windows, |(hash, stamp)| {
+                threads.get(hash).and_then(Thread::quiet_window_stamp) == Some(*stamp)
+            });
+        while self.window_bytes() > self.settings.max_window_bytes {
+            let Some((hash, stamp)) = self.window_order.pop_oldest() else {
+                break;
+            };
+            let Some(thread) = self.threads.get_mut(&hash) else {
+                continue;
+            };
+            if thread.quiet_window_stamp() != Some(stamp) {
+                continue;
+            }
+            if hash == touched {
+                self.window_order.put_back((hash, stamp));
+                break;
+            }
+            change_thread(thread, &mut self.held, Thread::forget_windows);
+            self.stats.windows_forgotten += 1;
+            // The next event over the bound looks up the next oldest: start loading its line
+            // of the index now (under a flood of reply-alls, each event forgets one thread's).
+            if let Some(next) = self.window_order.oldest() {
+                self.threads.prefetch_index(next);
+            }
+        }
     }
 
     /// Records `normalized subject -> key` (latest wins).
@@ -789,10 +830,14 @@ impl Engine {
         });
         thread_of.key = KeyText::Shared(key.clone());
         let settings = &self.settings;
-        // At `limits.max_window_bytes` after evicting every thread it could, only storms are
-        // left holding it: their windows stop growing, and no thread starts new ones.
-        let windows_full = self.held.windows > settings.max_window_bytes;
-        if windows_full && thread.windows().is_none() {
+        // At `limits.max_window_bytes` after forgetting every thread's windows it could, only
+        // storms are left holding it: their windows stop growing, and no thread starts new
+        // ones.
+        let windows_full =
+            self.held.windows + self.window_order.heap_bytes() > settings.max_window_bytes;
+        // (A storm resumed after a restart has none yet: it takes them, or its reply-alls would
+        // not keep it going.)
+        if windows_full && thread.windows().is_none() && thread.storm().is_none() {
             self.stats.untracked_reply_alls += 1;
             return false;
         }
@@ -813,6 +858,7 @@ impl Engine {
                 windows.insert(reply_all, now)
             }
         });
+        thread.set_window_stamp(self.window_order.stamp(hash));
         if settings.include_senders {
             // Senders gone from the windows first, so that this one finds room.
             change_thread(thread, &mut self.held, |thread| {
@@ -880,7 +926,7 @@ fn thread_entry<'a>(
     shared_key: Option<&Arc<str>>,
     cap: usize,
     stats: &mut EngineStats,
-    held: &mut HeldBytes,
+    held: &mut Held,
 ) -> Option<&'a mut Thread> {
     let found = threads.current(&hash, found);
     if found.is_held() {
@@ -897,7 +943,7 @@ fn thread_entry<'a>(
         return None;
     }
     let thread = Thread::new(shared_key);
-    *held = held.plus(thread.held_bytes());
+    *held = held.plus(thread.held());
     Some(threads.insert_new(hash, thread))
 }
 
@@ -906,12 +952,12 @@ fn thread_entry<'a>(
 /// sender addresses, windows or storm goes through here.
 fn change_thread<R>(
     thread: &mut Thread,
-    held: &mut HeldBytes,
+    held: &mut Held,
     change: impl FnOnce(&mut Thread) -> R,
 ) -> R {
-    let before = thread.held_bytes();
+    let before = thread.held();
     let result = change(thread);
-    *held = held.replaced(before, thread.held_bytes());
+    *held = held.replaced(before, thread.held());
     result
 }
 
@@ -921,7 +967,7 @@ fn change_thread<R>(
 fn evict_one(
     threads: &mut LruMap<Thread>,
     stats: &mut EngineStats,
-    held: &mut HeldBytes,
+    held: &mut Held,
     keep: Option<KeyHash>,
 ) -> bool {
     for _ in 0..EVICTION_SCAN.min(threads.len()) {
@@ -936,7 +982,7 @@ fn evict_one(
             continue;
         }
         if let Some((_, evicted)) = threads.pop_front() {
-            *held = held.minus(evicted.held_bytes());
+            *held = held.minus(evicted.held());
         }
         stats.thread_evictions += 1;
         // The next thread evicted frees its key and subject: load them now.

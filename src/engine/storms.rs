@@ -3,8 +3,10 @@
 //! clock when traffic stops). Starting and escalating a storm is the rules' decision and stays
 //! with the event that causes it (`Engine::apply_to_thread`).
 
+use super::keys::KeyHash;
 use super::thread::{Storm, Thread};
 use super::window::{ReplyWindows, WindowStats};
+use super::window_order::WindowOrder;
 use super::{change_thread, thread_entry, Engine, ThreadOf};
 use crate::alert::{Alert, AlertKind, RuleName, Severity};
 use crate::timefmt::Millis;
@@ -123,7 +125,8 @@ impl Engine {
     /// as its own. Its reply-alls stay in the windows, as after any end. Returns whether there
     /// was such a storm.
     pub fn settle_ended_storm(&mut self, thread_key: &str, started_at: Millis) -> bool {
-        let Some(thread) = self.threads.get_mut(&self.hasher.hash(thread_key)) else {
+        let hash = self.hasher.hash(thread_key);
+        let Some(thread) = self.threads.get_mut(&hash) else {
             return false;
         };
         if thread
@@ -133,6 +136,7 @@ impl Engine {
             return false;
         }
         change_thread(thread, &mut self.held, Thread::end_storm);
+        requeue_windows(thread, hash, &mut self.window_order);
         self.active.remove(thread_key);
         true
     }
@@ -213,7 +217,8 @@ impl Engine {
 
     /// Ends the active storm on `key` at `at`: the `storm_ended` alert, then the state.
     pub(super) fn end_storm(&mut self, key: &Arc<str>, at: Millis, alerts: &mut Vec<Alert>) {
-        let Some(thread) = self.threads.get_mut(&self.hasher.hash(key)) else {
+        let hash = self.hasher.hash(key);
+        let Some(thread) = self.threads.get_mut(&hash) else {
             return;
         };
         if thread.storm().is_none() {
@@ -229,6 +234,7 @@ impl Engine {
         });
         alerts.push(thread.alert(AlertKind::StormEnded, at, &self.settings));
         change_thread(thread, &mut self.held, Thread::end_storm);
+        requeue_windows(thread, hash, &mut self.window_order);
         self.active.remove(key);
         self.stats.storms_ended += 1;
     }
@@ -272,5 +278,13 @@ impl Engine {
             }
             self.end_storm(&key, now, alerts);
         }
+    }
+}
+
+/// Queues the windows a storm's end leaves on `thread` (key hash `hash`) to be forgotten in
+/// their turn: while the storm lasted they could not be.
+fn requeue_windows(thread: &mut Thread, hash: KeyHash, order: &mut WindowOrder) {
+    if thread.windows().is_some() {
+        thread.set_window_stamp(order.stamp(hash));
     }
 }

@@ -29,35 +29,50 @@ const MAX_LISTED_SENDER_BYTES: usize = 64 * 1024;
 /// other thread.
 const MAX_REMEMBERED_SENDER_BYTES: usize = 4 * MAX_LISTED_SENDER_BYTES;
 
-/// What the tracked threads hold besides their map entries, in the two sums the engine bounds
-/// (one thread's, or all of them).
+/// What the tracked threads hold besides their map entries, as the engine bounds it (one
+/// thread's, or the sums over all of them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct HeldBytes {
-    /// Text: subjects, shared keys and remembered sender addresses (`limits.max_thread_bytes`).
+pub(super) struct Held {
+    /// Bytes of text: subjects, shared keys and remembered sender addresses
+    /// (`limits.max_thread_bytes`).
     pub text: usize,
-    /// Reply-all windows, storms and sender tables, estimated from their allocations
+    /// Bytes of reply-all windows, storms and sender tables, estimated from their allocations
     /// (`limits.max_window_bytes`).
     pub windows: usize,
+    /// Threads that have windows and no active storm: those whose eviction frees window
+    /// bytes. Past `limits.max_window_bytes` with none of them, evicting the others would free
+    /// nothing (active storms hold it all).
+    pub quiet_windows: usize,
 }
 
-impl HeldBytes {
+impl Held {
     /// These sums with one thread's `before` replaced by its `after`.
     pub fn replaced(self, before: Self, after: Self) -> Self {
-        debug_assert!(self.text >= before.text && self.windows >= before.windows);
+        debug_assert!(
+            self.text >= before.text
+                && self.windows >= before.windows
+                && self.quiet_windows >= before.quiet_windows
+        );
+        let swap = |sum: usize, out: usize, into: usize| (sum + into).saturating_sub(out);
         Self {
-            text: (self.text + after.text).saturating_sub(before.text),
-            windows: (self.windows + after.windows).saturating_sub(before.windows),
+            text: swap(self.text, before.text, after.text),
+            windows: swap(self.windows, before.windows, after.windows),
+            quiet_windows: swap(
+                self.quiet_windows,
+                before.quiet_windows,
+                after.quiet_windows,
+            ),
         }
     }
 
-    /// These sums with a thread's `bytes` added.
-    pub fn plus(self, bytes: Self) -> Self {
-        self.replaced(Self::default(), bytes)
+    /// These sums with a thread's `held` added.
+    pub fn plus(self, held: Self) -> Self {
+        self.replaced(Self::default(), held)
     }
 
-    /// These sums with a thread's `bytes` taken out.
-    pub fn minus(self, bytes: Self) -> Self {
-        self.replaced(bytes, Self::default())
+    /// These sums with a thread's `held` taken out.
+    pub fn minus(self, held: Self) -> Self {
+        self.replaced(held, Self::default())
     }
 }
 
@@ -103,6 +118,8 @@ struct Activity {
     sender_bytes: usize,
     /// Senders not remembered since the last pruning of `sender_names`, for want of room.
     senders_skipped: usize,
+    /// The stamp of its latest entry in the engine's `WindowOrder`.
+    window_stamp: u64,
 }
 
 impl Activity {
@@ -132,11 +149,15 @@ impl Thread {
         }
     }
 
-    /// What it holds besides its map entry, in the two sums the engine bounds.
-    pub fn held_bytes(&self) -> HeldBytes {
-        HeldBytes {
+    /// What it holds besides its map entry, as the engine bounds it.
+    pub fn held(&self) -> Held {
+        let activity = self.activity.as_deref();
+        Held {
             text: self.text_bytes(),
-            windows: self.activity.as_deref().map_or(0, Activity::heap_bytes),
+            windows: activity.map_or(0, Activity::heap_bytes),
+            quiet_windows: usize::from(
+                activity.is_some_and(|a| a.windows.is_some() && a.storm.is_none()),
+            ),
         }
     }
 
@@ -149,19 +170,20 @@ impl Thread {
             + self.activity.as_deref().map_or(0, |a| a.sender_bytes)
     }
 
-    /// [`Self::held_bytes`] counted again from what it holds (the windows' part is an estimate
-    /// from their allocations, not a running count: it is the same either way).
+    /// [`Self::held`] with the text counted again from what it holds. (The windows' part is
+    /// an estimate made afresh each time, not a running count: compared with the engine's
+    /// sums, it catches a change made without them, not an estimate that is off.)
     #[cfg(test)]
-    pub fn recounted_held_bytes(&self) -> HeldBytes {
+    pub fn recounted_held(&self) -> Held {
         let names = self
             .activity
             .as_deref()
             .and_then(|a| a.sender_names.as_deref());
-        HeldBytes {
+        Held {
             text: self.subject.as_deref().map_or(0, str::len)
                 + self.key.len()
                 + names.map_or(0, |names| names.values().map(|name| name.len()).sum()),
-            windows: self.held_bytes().windows,
+            ..self.held()
         }
     }
 
@@ -194,6 +216,29 @@ impl Thread {
         new: impl FnOnce() -> ReplyWindows,
     ) -> &mut ReplyWindows {
         self.activity().windows.get_or_insert_with(new)
+    }
+
+    /// Records `stamp` as its latest place in the order windows are forgotten in.
+    pub fn set_window_stamp(&mut self, stamp: u64) {
+        if let Some(activity) = self.activity.as_deref_mut() {
+            activity.window_stamp = stamp;
+        }
+    }
+
+    /// The stamp of its latest place in the order windows are forgotten in, while it has
+    /// windows and no active storm (those can be forgotten).
+    pub fn quiet_window_stamp(&self) -> Option<u64> {
+        let activity = self.activity.as_deref()?;
+        (activity.windows.is_some() && activity.storm.is_none()).then_some(activity.window_stamp)
+    }
+
+    /// Forgets its reply-alls (past `limits.max_window_bytes`; never with an active storm),
+    /// and the sender addresses kept for their alerts.
+    pub fn forget_windows(&mut self) {
+        debug_assert!(self.storm().is_none());
+        if self.storm().is_none() {
+            self.activity = None;
+        }
     }
 
     /// Its active storm.
@@ -277,6 +322,10 @@ impl Thread {
             let live: std::collections::HashSet<u64> =
                 windows.senders(widest).into_iter().collect();
             names.retain(|hash, _| live.contains(hash));
+            // The table's room is counted by its length (`table_bytes`): keep them close.
+            if names.capacity() > 4 * names.len() + 64 {
+                names.shrink_to_fit();
+            }
             *sender_bytes = names.values().map(|name| name.len()).sum();
             *senders_skipped = 0;
         }

@@ -61,9 +61,8 @@ type SenderCounts = HashMap<u64, u32, BuildHasherDefault<PassThrough>>;
 /// From the length rather than from `capacity()`, which is how the byte bounds stay
 /// deterministic: a table that had removals may have grown, or not, depending on where its
 /// keys' hashes fell, and those hashes are keyed afresh in every process. A replay and the
-/// service must evict the same threads for the same events. (Tables are shrunk once they
-/// are far larger than their length, in [`ReplyWindows::advance`], so that the estimate
-/// stays close.)
+/// service must evict the same threads for the same events. (Sender tables are shrunk once
+/// they are far larger than their length, so that the estimate stays close.)
 pub(super) fn table_bytes(len: usize, entry: usize) -> usize {
     const GROUP: usize = 16;
     let buckets = match len {
@@ -84,7 +83,7 @@ const SHRINK_ABOVE: usize = 64;
 
 /// Windows holding more entries than this keep a sender table per width; up to this many, a
 /// window's distinct senders are counted by a scan of its entries (at most 28 comparisons).
-/// Most threads that have reply-alls have one or two, and their tables were half their
+/// Most threads that have reply-alls have one or two, and their tables were a third of their
 /// windows' memory (about 170 of 540 bytes), which bounds how many such threads
 /// `limits.max_window_bytes` holds.
 const TABLES_ABOVE: usize = 8;
@@ -292,6 +291,21 @@ impl ReplyWindows {
             // Outside every window already: it only moves `latest`.
             return 0;
         }
+        let mut dropped = 0;
+        // At the cap the oldest goes before the new one comes in, so that a full deque is not
+        // grown for a moment's extra entry (at `limits.max_window_bytes` it must not grow).
+        if self.entries.len() >= cap {
+            if self
+                .entries
+                .front()
+                .is_some_and(|oldest| entry.at < oldest.at)
+            {
+                // Older than everything held: it is the one pushed out.
+                return 1;
+            }
+            self.drop_oldest();
+            dropped += 1;
+        }
         // Sorted insert; nearly always at the back.
         let mut position = self.entries.len();
         while position > 0 && self.entries[position - 1].at > entry.at {
@@ -305,21 +319,25 @@ impl ReplyWindows {
                 agg.start += 1;
             }
         }
-        let mut dropped = 0;
         while self.entries.len() > cap {
-            if let Some(oldest) = self.entries.pop_front() {
-                for agg in &mut self.aggregates {
-                    if agg.start == 0 {
-                        agg.remove(&oldest);
-                    } else {
-                        agg.start -= 1;
-                    }
-                }
-                dropped += 1;
-            }
+            self.drop_oldest();
+            dropped += 1;
         }
         self.fit_tables();
         dropped
+    }
+
+    /// Drops the oldest entry, from every window that holds it.
+    fn drop_oldest(&mut self) {
+        if let Some(oldest) = self.entries.pop_front() {
+            for agg in &mut self.aggregates {
+                if agg.start == 0 {
+                    agg.remove(&oldest);
+                } else {
+                    agg.start -= 1;
+                }
+            }
+        }
     }
 
     /// The aggregates of the window at `index` (in the order of the widths given to `new`), as
@@ -498,11 +516,11 @@ mod tests {
         for i in 0..4 {
             w.insert(ra(i, 1, i as u64), i * MIN);
         }
-        let mut dropped = 0;
-        // A sender table may grow once, to hold the newest sender before the oldest leaves.
-        dropped += w.insert_without_growing(ra(4, 1, 4), 4 * MIN);
+        // Four entries in room for four.
+        assert_eq!(w.entries.capacity(), 4);
         let bytes = w.heap_bytes();
-        for i in 5..40 {
+        let mut dropped = 0;
+        for i in 4..40 {
             dropped += w.insert_without_growing(ra(i, 1, i as u64), i * MIN);
         }
         assert_eq!(dropped, 36);
@@ -511,6 +529,9 @@ mod tests {
         assert_eq!(w.senders(0), vec![36, 37, 38, 39], "the newest stay");
         assert_eq!(w.heap_bytes(), bytes);
         assert_eq!(w.latest(), 39 * MIN);
+        // One older than every entry held is the one pushed out.
+        assert_eq!(w.insert_without_growing(ra(30, 1, 99), 39 * MIN), 1);
+        assert_eq!(w.senders(0), vec![36, 37, 38, 39]);
         // Emptied by time, it still takes one.
         w.advance(200 * MIN);
         assert!(w.is_empty());

@@ -49,6 +49,8 @@ pub struct Summary {
     pub thread_evictions: u64,
     /// Reply-alls dropped at the per-thread cap or untracked.
     pub reply_alls_dropped: u64,
+    /// Threads whose reply-all windows were forgotten at `limits.max_window_bytes`.
+    pub windows_forgotten: u64,
     /// Wall time of the replay.
     pub elapsed: Duration,
     /// With [`super::ReplayOptions::time_engine`], for JSON input: the time spent in the
@@ -103,6 +105,7 @@ impl Summary {
         self.storms_ended = stats.storms_ended;
         self.thread_evictions = stats.thread_evictions;
         self.reply_alls_dropped = stats.reply_alls_dropped + stats.untracked_reply_alls;
+        self.windows_forgotten = stats.windows_forgotten;
         self.active = engine.active_storms();
         self.elapsed = elapsed;
     }
@@ -218,11 +221,11 @@ impl Summary {
                 storm.last_hour.deliveries
             );
         }
-        if self.thread_evictions > 0 || self.reply_alls_dropped > 0 {
+        if self.thread_evictions > 0 || self.reply_alls_dropped > 0 || self.windows_forgotten > 0 {
             let _ = writeln!(
                 s,
-                "  limits reached: {} threads evicted, {} reply-alls dropped",
-                self.thread_evictions, self.reply_alls_dropped
+                "  limits reached: {} threads evicted, {} reply-alls dropped, {} threads' reply-all windows forgotten",
+                self.thread_evictions, self.reply_alls_dropped, self.windows_forgotten
             );
         }
         s
