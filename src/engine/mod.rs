@@ -732,12 +732,18 @@ impl Engine {
                 Some(touched),
             )
         {}
-        self.forget_windows_over_bound(touched);
+        // Nearly always neither: both are a comparison, and the work is out of line.
+        if self.window_bytes() > self.settings.max_window_bytes
+            || self.window_order.too_long(self.held.quiet_windows)
+        {
+            self.forget_windows_over_bound(touched);
+        }
     }
 
     /// Past `limits.max_window_bytes`, forgets the windows of threads without an active
     /// storm, least recently given a reply-all first ([`WindowOrder`]), up to `touched`, the
     /// thread the event just updated. The threads stay, with their subjects and recency.
+    #[inline(never)]
     fn forget_windows_over_bound(&mut self, touched: KeyHash) {
         let threads = &self.threads;
         self.window_order

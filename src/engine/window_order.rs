@@ -51,13 +51,24 @@ impl WindowOrder {
         self.queue.push_front(entry);
     }
 
-    /// Drops the entries `live` says no longer name their thread, once more than twice
-    /// `live_threads` (plus [`STALE_SLACK`]) are queued.
+    /// Whether more than twice `live_threads` entries (plus [`STALE_SLACK`]) are queued: then
+    /// [`Self::drop_stale`] has work.
+    #[inline]
+    pub fn too_long(&self, live_threads: usize) -> bool {
+        self.queue.len() > Self::most(live_threads)
+    }
+
+    fn most(live_threads: usize) -> usize {
+        live_threads.saturating_mul(2).saturating_add(STALE_SLACK)
+    }
+
+    /// Drops the entries `live` says no longer name their thread, once the queue is
+    /// [`Self::too_long`].
     pub fn drop_stale(&mut self, live_threads: usize, live: impl FnMut(&Entry) -> bool) {
-        let most = live_threads.saturating_mul(2).saturating_add(STALE_SLACK);
-        if self.queue.len() <= most {
+        if !self.too_long(live_threads) {
             return;
         }
+        let most = Self::most(live_threads);
         self.queue.retain(live);
         if self.queue.capacity() > 2 * most {
             self.queue.shrink_to(most);
