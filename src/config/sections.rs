@@ -298,12 +298,13 @@ pub struct LimitsConfig {
     /// hostile mail, whose References ids can make each record keep a 1 KB key alive.
     pub max_message_id_bytes: usize,
     /// Bytes the tracked threads' reply-all windows and storms have allocated (about 300 for a
-    /// thread with one reply-all, up to 100 more a reply-all); past it threads without an active
-    /// storm are evicted as past `max_threads`, and should storms alone hold it, their windows
-    /// stop growing (each new reply-all pushes out the thread's oldest, as past
-    /// `max_reply_alls_per_thread`) and no other thread starts one. Real mail holds a few
-    /// megabytes; this bounds hostile mail that gives hundreds of thousands of threads
-    /// reply-alls, which `max_threads` times `max_reply_alls_per_thread` does not.
+    /// thread with one reply-all, up to 100 more a reply-all); past it the windows of threads
+    /// without an active storm are forgotten, least recently given a reply-all first (the
+    /// threads stay), and should storms alone hold it, their windows stop growing (each new
+    /// reply-all pushes out the thread's oldest, as past `max_reply_alls_per_thread`) and no
+    /// other thread starts one. Real mail holds a few megabytes; this bounds hostile mail that
+    /// gives hundreds of thousands of threads reply-alls, which `max_threads` times
+    /// `max_reply_alls_per_thread` does not.
     pub max_window_bytes: usize,
     /// Have the kernel back the maps' room for the caps at start (`run` only): the memory the
     /// caps allow is in use from the start, so a memory limit too small for them fails at once
