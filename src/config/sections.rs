@@ -299,8 +299,8 @@ pub struct LimitsConfig {
     pub max_message_id_bytes: usize,
     /// Bytes the tracked threads' reply-all windows and storms have allocated (about 300 for a
     /// thread with one reply-all, up to 100 more a reply-all); past it the windows of threads
-    /// without an active storm are forgotten, least recently given a reply-all first (the
-    /// threads stay), and should storms alone hold it, their windows stop growing (each new
+    /// without an active storm are forgotten, least recently given a reply-all (or ended as a
+    /// storm) first (the threads stay), and should storms alone hold it, their windows stop growing (each new
     /// reply-all pushes out the thread's oldest, as past `max_reply_alls_per_thread`) and no
     /// other thread starts one. Real mail holds a few megabytes; this bounds hostile mail that
     /// gives hundreds of thousands of threads reply-alls, which `max_threads` times

@@ -367,8 +367,8 @@ impl Engine {
 
     /// The bytes the tracked threads' reply-all windows, storms and sender tables have
     /// allocated, estimated, and the order they are forgotten in. At most
-    /// `limits.max_window_bytes` between events, but for active storms' and the thread the
-    /// latest event updated; past it no other thread starts windows.
+    /// `limits.max_window_bytes` between events, but for active storms' windows, the latest
+    /// event's thread's, and the order's own room; past it no other thread starts windows.
     pub fn window_bytes(&self) -> usize {
         self.held.windows + self.window_order.heap_bytes()
     }
@@ -750,6 +750,9 @@ impl Engine {
             .drop_stale(self.held.quiet_windows, |(hash, stamp)| {
                 threads.get(hash).and_then(Thread::quiet_window_stamp) == Some(*stamp)
             });
+        // The touched thread's entry, set aside (it may be older than others: a storm ended at
+        // this event's step of the clock) and put back first.
+        let mut kept = None;
         while self.window_bytes() > self.settings.max_window_bytes {
             let Some((hash, stamp)) = self.window_order.pop_oldest() else {
                 break;
@@ -761,8 +764,8 @@ impl Engine {
                 continue;
             }
             if hash == touched {
-                self.window_order.put_back((hash, stamp));
-                break;
+                kept = Some((hash, stamp));
+                continue;
             }
             change_thread(thread, &mut self.held, Thread::forget_windows);
             self.stats.windows_forgotten += 1;
@@ -772,6 +775,10 @@ impl Engine {
                 self.threads.prefetch_index(next);
             }
         }
+        if let Some(entry) = kept {
+            self.window_order.put_back(entry);
+        }
+        self.window_order.fit(self.held.quiet_windows);
     }
 
     /// Records `normalized subject -> key` (latest wins).
@@ -801,6 +808,15 @@ impl Engine {
         alerts: &mut Vec<Alert>,
     ) -> bool {
         let hash = thread_of.hash;
+        if is_reply_all
+            && self.held.quiet_windows > 0
+            && self.window_bytes() > self.settings.max_window_bytes
+        {
+            // Storms ended since the last event (at this step of the clock, or by the wall
+            // clock) left windows that can be forgotten: make room before deciding whether
+            // this thread may have windows.
+            self.forget_windows_over_bound(hash);
+        }
         let found = self.threads.current(&hash, thread_of.found);
         if !is_reply_all && event.subject.is_none() {
             // Nothing to store; it still counts as activity for eviction order.

@@ -1694,10 +1694,15 @@ fn storms_alone_at_the_window_bound_stop_growing_and_go_on() {
             .filter(|a| a.kind == AlertKind::StormEnded && &*a.thread_key == thread)
             .count()
     };
-    // Half an hour after their reply-alls the other storms end, and their windows can be
-    // forgotten: s0's grow again.
-    run.feed([reply_all(35.0, "r35", "r35@x", 3000, "s0")]);
+    // Half an hour after their reply-alls the other storms end, at the step of the clock a
+    // reply-all on a new thread makes: their windows are forgotten before it is decided, so
+    // it has room. And s0's windows grow again.
+    let untracked = run.engine.stats().untracked_reply_alls;
+    run.feed([reply_all(35.0, "f35", "f35@x", 3000, "fresh")]);
     assert_eq!(ended(&run, "s1"), 1);
+    assert_eq!(run.engine.stats().untracked_reply_alls, untracked);
+    assert_bytes_exact(&run.engine);
+    run.feed([reply_all(35.0, "r35", "r35@x", 3000, "s0")]);
     assert_eq!(ended(&run, "s0"), 0, "its reply-alls keep it going");
     let before = run.engine.stats().reply_alls_dropped;
     run.feed([reply_all(36.0, "r36", "r36@x", 3000, "s0")]);
@@ -1889,4 +1894,48 @@ fn the_window_bound_evicts_alike_whatever_the_hash_secret() {
     for _ in 0..4 {
         assert_eq!(first, outcome());
     }
+}
+
+/// Storms ended by the wall clock (service mode) between two events leave windows that can be
+/// forgotten; the next reply-all on a new thread finds room made for it before it is decided,
+/// rather than being refused while they still count.
+#[test]
+fn windows_left_by_storms_ended_between_events_make_room_for_the_next() {
+    let bound = 20_000;
+    let mut run = Run::configured(|config| config.limits.max_window_bytes = bound);
+    run.engine.set_arrival_time(0);
+    // Storms of ten reply-alls from ten senders (their windows keep sender tables) until
+    // new threads are refused.
+    let mut t = 0;
+    while run.engine.stats().untracked_reply_alls == 0 {
+        let thread = format!("s{t}");
+        run.feed((0..10).map(|i| {
+            let minute = t as f64 / 100.0 + i as f64 / 10_000.0;
+            reply_all(
+                minute,
+                &format!("m{t}.{i}"),
+                &format!("q{i}@x"),
+                3000,
+                &thread,
+            )
+        }));
+        t += 1;
+    }
+    // Quiet for 31 minutes of wall clock: every storm ends, its windows stay (stream time has
+    // not moved) but can now be forgotten.
+    let mut alerts = Vec::new();
+    run.engine.end_idle_storms(31 * MIN, &mut alerts);
+    assert!(run.engine.active_storms().is_empty());
+    assert!(run.engine.held.quiet_windows > 0);
+    assert!(
+        run.engine.window_bytes() > bound,
+        "{}",
+        run.engine.window_bytes()
+    );
+    let untracked = run.engine.stats().untracked_reply_alls;
+    run.feed([reply_all(1.0, "fresh", "f@x", 3000, "fresh")]);
+    assert_eq!(run.engine.stats().untracked_reply_alls, untracked);
+    assert!(run.engine.stats().windows_forgotten > 0);
+    assert!(run.engine.window_bytes() <= bound);
+    assert_bytes_exact(&run.engine);
 }

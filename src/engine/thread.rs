@@ -39,9 +39,9 @@ pub(super) struct Held {
     /// Bytes of reply-all windows, storms and sender tables, estimated from their allocations
     /// (`limits.max_window_bytes`).
     pub windows: usize,
-    /// Threads that have windows and no active storm: those whose eviction frees window
-    /// bytes. Past `limits.max_window_bytes` with none of them, evicting the others would free
-    /// nothing (active storms hold it all).
+    /// Threads that have windows and no active storm: those whose windows can be forgotten
+    /// past `limits.max_window_bytes` (with none, active storms hold it all); also what sizes
+    /// the forgetting order's queue.
     pub quiet_windows: usize,
 }
 

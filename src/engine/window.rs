@@ -262,7 +262,7 @@ impl ReplyWindows {
 
     /// [`Self::insert`] without growing: the windows hold no more entries than before (at
     /// least one), the oldest pushed out as at the per-thread cap. For when the engine's
-    /// windows together are at `limits.max_window_bytes` and nothing can be evicted.
+    /// windows together are at `limits.max_window_bytes` and no windows can be forgotten.
     pub fn insert_without_growing(&mut self, entry: ReplyAll, now: Millis) -> u64 {
         let held = self.entries.len().clamp(1, self.cap);
         self.insert_within(entry, now, held)

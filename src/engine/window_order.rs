@@ -1,5 +1,6 @@
 //! The order in which threads' reply-all windows are forgotten past `limits.max_window_bytes`:
-//! threads without an active storm, least recently given a reply-all first.
+//! threads without an active storm, least recently given a reply-all (or, for a storm's
+//! thread, least recently ended) first.
 //!
 //! Why an order of its own: the thread map's recency order counts every event, and most
 //! threads hold no windows. Evicting in that order to free window bytes would take every
@@ -68,10 +69,16 @@ impl WindowOrder {
         if !self.too_long(live_threads) {
             return;
         }
-        let most = Self::most(live_threads);
         self.queue.retain(live);
-        if self.queue.capacity() > 2 * most {
-            self.queue.shrink_to(most);
+        self.fit(live_threads);
+    }
+
+    /// Gives back room far beyond what the queue may hold: popping frees none, and the room is
+    /// counted in `limits.max_window_bytes`.
+    pub fn fit(&mut self, live_threads: usize) {
+        let most = Self::most(live_threads);
+        if self.queue.capacity() > most.saturating_mul(2) {
+            self.queue.shrink_to(most.max(self.queue.len()));
         }
     }
 
@@ -134,5 +141,24 @@ mod tests {
         assert_eq!(order.len(), 1);
         assert_eq!(order.pop_oldest(), Some((seven, latest)));
         assert!(order.heap_bytes() <= 4 * (2 + STALE_SLACK) * std::mem::size_of::<Entry>());
+    }
+
+    /// Popping frees no room; `fit` gives back what the queue may no longer need.
+    #[test]
+    fn room_is_given_back_once_far_beyond_the_live_entries() {
+        let one = key(1);
+        let mut order = WindowOrder::default();
+        for _ in 0..20_000 {
+            order.stamp(one);
+        }
+        while order.pop_oldest().is_some() {}
+        let room = order.heap_bytes();
+        order.fit(10);
+        assert!(
+            order.heap_bytes() < room / 4,
+            "{} of {room}",
+            order.heap_bytes()
+        );
+        assert!(order.heap_bytes() >= (2 * 10 + STALE_SLACK) * std::mem::size_of::<Entry>());
     }
 }
