@@ -1631,6 +1631,16 @@ fn windows_are_forgotten_by_bytes_before_the_thread_cap_is_reached() {
     assert_eq!(run.alerts[0].reply_alls, 3);
 }
 
+/// `reply_alls` reply-alls from as many senders on thread `s{t}`, within a second of minute
+/// `t / 100`: a storm by the early rule once there are three.
+fn quick_storm(t: usize, reply_alls: usize) -> impl Iterator<Item = Event<'static>> {
+    (0..reply_alls).map(move |i| {
+        let minute = t as f64 / 100.0 + i as f64 / 10_000.0;
+        let (id, sender, thread) = (format!("m{t}.{i}"), format!("q{i}@x"), format!("s{t}"));
+        reply_all(minute, &id, &sender, 3000, &thread)
+    })
+}
+
 /// Should active storms alone hold the bound on windows (they are never evicted), their
 /// windows stop growing and no other thread starts any; a storm still goes on while its
 /// reply-alls keep coming, and ends a quiet period after the last. No thread is evicted for
@@ -1640,17 +1650,7 @@ fn storms_alone_at_the_window_bound_stop_growing_and_go_on() {
     let bound = 20_000;
     let mut run = Run::configured(|config| config.limits.max_window_bytes = bound);
     for t in 0..60 {
-        let thread = format!("s{t}");
-        run.feed((0..3).map(|i| {
-            let minute = t as f64 / 100.0 + i as f64 / 1_000.0;
-            reply_all(
-                minute,
-                &format!("m{t}.{i}"),
-                &format!("q{i}@x"),
-                3000,
-                &thread,
-            )
-        }));
+        run.feed(quick_storm(t, 3));
     }
     let storms = run.engine.active_storms().len();
     assert!((10..60).contains(&storms), "{storms}");
@@ -1908,17 +1908,7 @@ fn windows_left_by_storms_ended_between_events_make_room_for_the_next() {
     // new threads are refused.
     let mut t = 0;
     while run.engine.stats().untracked_reply_alls == 0 {
-        let thread = format!("s{t}");
-        run.feed((0..10).map(|i| {
-            let minute = t as f64 / 100.0 + i as f64 / 10_000.0;
-            reply_all(
-                minute,
-                &format!("m{t}.{i}"),
-                &format!("q{i}@x"),
-                3000,
-                &thread,
-            )
-        }));
+        run.feed(quick_storm(t, 10));
         t += 1;
     }
     // Quiet for 31 minutes of wall clock: every storm ends, its windows stay (stream time has
