@@ -9,7 +9,9 @@
 //! State, all bounded by configuration:
 //! - threads (`limits.max_threads`), least recently active first out, never one with an active
 //!   storm; each holds its latest subject, its reply-alls in [`window::ReplyWindows`] (capped by
-//!   `limits.max_reply_alls_per_thread`) and its storm, if any;
+//!   `limits.max_reply_alls_per_thread`) and its storm, if any. Their texts together are bounded
+//!   by `limits.max_thread_bytes`, their windows by `limits.max_window_bytes` (past it, windows
+//!   of threads without a storm are forgotten in their own order, `window_order.rs`);
 //! - message id -> thread key and "counted as a reply-all at" (`limits.max_message_ids`), for
 //!   References/In-Reply-To joins and duplicates; new records only for ids that join a thread
 //!   named otherwise or counted as a reply-all (an id that is its own thread's key needs none);
@@ -26,7 +28,8 @@
 //!
 //! Here: deciding one event. Beside it: batches and the prefetch of their lookups
 //! (`prefetch.rs`), storms once started and their ends (`storms.rs`), a thread's state
-//! (`thread.rs`), its reply-all windows (`window.rs`) and the rules over them (`rules.rs`).
+//! (`thread.rs`), its reply-all windows (`window.rs`), the order they are forgotten in
+//! (`window_order.rs`) and the rules over them (`rules.rs`).
 
 mod index_table;
 mod keys;
