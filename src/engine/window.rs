@@ -269,7 +269,7 @@ impl ReplyWindows {
     }
 
     /// The bytes these windows have allocated, estimated (the deque, the aggregates and their
-    /// sender tables, see [`table_bytes`]): what `limits.max_window_bytes` counts.
+    /// sender tables, see `table_bytes`): what `limits.max_window_bytes` counts.
     pub fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<ReplyAll>()
             + self.aggregates.capacity() * std::mem::size_of::<Aggregate>()
