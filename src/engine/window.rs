@@ -61,7 +61,7 @@ type SenderCounts = HashMap<u64, u32, BuildHasherDefault<PassThrough>>;
 /// From the length rather than from `capacity()`, which is how the byte bounds stay
 /// deterministic: a table that had removals may have grown, or not, depending on where its
 /// keys' hashes fell, and those hashes are keyed afresh in every process. A replay and the
-/// service must evict the same threads for the same events. (Sender tables are shrunk once
+/// service must forget the same windows for the same events. (Sender tables are shrunk once
 /// they are far larger than their length, so that the estimate stays close.)
 pub(super) fn table_bytes(len: usize, entry: usize) -> usize {
     const GROUP: usize = 16;
