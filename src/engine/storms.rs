@@ -4,7 +4,7 @@
 //! with the event that causes it (`Engine::apply_to_thread`).
 
 use super::keys::KeyHash;
-use super::thread::{Storm, Thread};
+use super::thread::{Held, Storm, Thread};
 use super::window::{ReplyWindows, WindowStats};
 use super::window_order::WindowOrder;
 use super::{change_thread, thread_entry, Engine, ThreadOf};
@@ -135,8 +135,7 @@ impl Engine {
         {
             return false;
         }
-        change_thread(thread, &mut self.held, Thread::end_storm);
-        requeue_windows(thread, hash, &mut self.window_order);
+        end_thread_storm(thread, hash, &mut self.held, &mut self.window_order);
         self.active.remove(thread_key);
         true
     }
@@ -233,8 +232,7 @@ impl Engine {
             }
         });
         alerts.push(thread.alert(AlertKind::StormEnded, at, &self.settings));
-        change_thread(thread, &mut self.held, Thread::end_storm);
-        requeue_windows(thread, hash, &mut self.window_order);
+        end_thread_storm(thread, hash, &mut self.held, &mut self.window_order);
         self.active.remove(key);
         self.stats.storms_ended += 1;
     }
@@ -281,9 +279,11 @@ impl Engine {
     }
 }
 
-/// Queues the windows a storm's end leaves on `thread` (key hash `hash`) to be forgotten in
-/// their turn: while the storm lasted they could not be.
-fn requeue_windows(thread: &mut Thread, hash: KeyHash, order: &mut WindowOrder) {
+/// Ends the storm on `thread` (key hash `hash`), keeping `held` right, and queues the windows
+/// it leaves to be forgotten in their turn: while the storm lasted they could not be. The one
+/// way a tracked thread's storm ends, so that no end forgets the queue.
+fn end_thread_storm(thread: &mut Thread, hash: KeyHash, held: &mut Held, order: &mut WindowOrder) {
+    change_thread(thread, held, Thread::end_storm);
     if thread.windows().is_some() {
         thread.set_window_stamp(order.stamp(hash));
     }
